@@ -1,0 +1,161 @@
+/* listen.c - bind, accept, and back off when out of file descriptors. */
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "hostport.h"
+#include "listen.h"
+#include "log.h"
+#include "session.h"
+#include "transcript.h"
+#include "xmalloc.h"
+
+#define BACKOFF_MIN_MS	100
+#define BACKOFF_MAX_MS	1000
+
+struct listener {
+	struct service		*svc;
+	struct evconnlistener	*lev;
+	struct event		*resume;
+	int			 backoff_ms;
+	unsigned long		 paused;
+	char			 addr[80];
+};
+
+static void
+listen_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct listener *l = arg;
+
+	l->backoff_ms = 0;
+	session_start(l->svc, fd, sa, (socklen_t)salen);
+}
+
+static void
+listen_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+
+	evconnlistener_enable(l->lev);
+}
+
+static void
+listen_error_cb(struct evconnlistener *lev, void *arg)
+{
+	struct listener *l = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval tv;
+
+	/* The socket stays readable: without a pause this loop would spin. */
+	evconnlistener_disable(lev);
+	l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : BACKOFF_MIN_MS;
+	if (l->backoff_ms > BACKOFF_MAX_MS)
+		l->backoff_ms = BACKOFF_MAX_MS;
+	if (l->paused++ == 0 || l->backoff_ms < BACKOFF_MAX_MS)
+		log_warnx("accept on %s: %s; pausing for %d ms (%u sessions open)",
+		    l->addr, evutil_socket_error_to_string(err), l->backoff_ms,
+		    l->svc->sessions);
+	tv.tv_sec = l->backoff_ms / 1000;
+	tv.tv_usec = (l->backoff_ms % 1000) * 1000;
+	evtimer_add(l->resume, &tv);
+}
+
+static void
+listen_fmt(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
+{
+	char host[64], port[8];
+
+	if (getnameinfo(sa, len, host, sizeof host, port, sizeof port,
+	    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+		snprintf(buf, size, "?");
+	else if (sa->sa_family == AF_INET6)
+		snprintf(buf, size, "[%s]:%s", host, port);
+	else
+		snprintf(buf, size, "%s:%s", host, port);
+}
+
+struct listener *
+listen_start(struct service *svc, const struct hostport *hp, char **cause)
+{
+	struct evutil_addrinfo hints, *ai = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof ss;
+	struct listener *l;
+	char where[300];
+	int fd, one = 1, r;
+
+	hostport_fmt(hp, where, sizeof where);
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_PASSIVE |
+	    EVUTIL_AI_NUMERICSERV;
+	if ((r = evutil_getaddrinfo(hp->host, hp->port, &hints, &ai)) != 0) {
+		xasprintf(cause, "cannot listen on %s: %s", where,
+		    evutil_gai_strerror(r));
+		return NULL;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd == -1) {
+		xasprintf(cause, "cannot listen on %s: %s", where, strerror(errno));
+		evutil_freeaddrinfo(ai);
+		return NULL;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (ai->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 || listen(fd, 511) == -1) {
+		xasprintf(cause, "cannot listen on %s: %s", where, strerror(errno));
+		close(fd);
+		evutil_freeaddrinfo(ai);
+		return NULL;
+	}
+	evutil_freeaddrinfo(ai);
+
+	l = xcalloc(1, sizeof *l);
+	l->svc = svc;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0)
+		listen_fmt((struct sockaddr *)&ss, sslen, l->addr, sizeof l->addr);
+	l->lev = evconnlistener_new(svc->base, listen_accept_cb, l,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	l->resume = evtimer_new(svc->base, listen_resume_cb, l);
+	if (l->lev == NULL || l->resume == NULL) {
+		xasprintf(cause, "cannot listen on %s: out of resources", where);
+		if (l->lev == NULL)
+			close(fd);
+		listen_free(l);
+		return NULL;
+	}
+	evconnlistener_set_error_cb(l->lev, listen_error_cb);
+	return l;
+}
+
+const char *
+listen_address(const struct listener *l)
+{
+	return l->addr;
+}
+
+void
+listen_free(struct listener *l)
+{
+	if (l == NULL)
+		return;
+	if (l->lev != NULL)
+		evconnlistener_free(l->lev);
+	if (l->resume != NULL)
+		event_free(l->resume);
+	free(l);
+}

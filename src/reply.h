@@ -1,0 +1,35 @@
+/*
+ * reply.h - strict reader for the replies smtptap itself waits for before TLS
+ * (greeting, EHLO, STARTTLS). Pure.
+ *
+ * A reply is one or more lines "NNN-text" ending with "NNN text" or "NNN".
+ * Unlike the transcript parser, this one rejects anything irregular: before
+ * TLS the peer is unauthenticated and smtptap acts on what it says.
+ */
+#ifndef SMTPTAP_REPLY_H
+#define SMTPTAP_REPLY_H
+
+#include <stddef.h>
+
+#define REPLY_MAX_LINES	100
+#define REPLY_MAX_LINE	2048		/* RFC 5321 says 512; be lenient */
+
+enum reply_status {
+	REPLY_MORE,		/* a continuation line: feed the next one */
+	REPLY_DONE,		/* the last line was fed */
+	REPLY_ERROR,		/* malformed: reply_error() says why */
+};
+
+struct reply {
+	int	code;		/* from the first line */
+	int	lines;
+	int	starttls;	/* an EHLO line advertised STARTTLS */
+	char	first[REPLY_MAX_LINE + 1];	/* first line, for messages */
+	char	error[160];
+};
+
+void		  reply_init(struct reply *);
+/* One line without its CRLF. */
+enum reply_status reply_feed(struct reply *, const char *, size_t);
+
+#endif

@@ -1,0 +1,991 @@
+/*
+ * session.c - the life of one MUA connection.
+ *
+ *   CONNECTING  resolve and connect (upstream.c)
+ *   GREETING    wait for the upstream's greeting (after the handshake in
+ *               implicit mode), hold it back from the MUA
+ *   EHLO        smtptap's own EHLO; does the server offer STARTTLS?
+ *   STARTTLS    STARTTLS sent; expect 220 and not one byte more
+ *   HANDSHAKE   TLS handshake and verification
+ *   RELAY       the held greeting goes to the MUA; bytes flow both ways
+ *   CLIENT_GONE the MUA closed; deliver the server's last words until it closes
+ *   FLUSHING    the upstream is gone (or never came): flush the MUA's output,
+ *               then close
+ *
+ * The MUA's bytes are not read until RELAY, so nothing it says can reach the
+ * upstream before TLS is up and verified. Every state has a deadline on the
+ * one session timer.
+ */
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+
+#include "escape.h"
+#include "log.h"
+#include "options.h"
+#include "reply.h"
+#include "session.h"
+#include "smtp.h"
+#include "strbuf.h"
+#include "tls.h"
+#include "transcript.h"
+#include "upstream.h"
+#include "xmalloc.h"
+
+/* Queued bytes in one direction before the sender is throttled. */
+#define RELAY_HIWAT		(256 * 1024)
+/* Ciphertext queued under the TLS filter before it stops encrypting. */
+#define TLS_UNDER_HIWAT		(64 * 1024)
+/* Bytes of an early-talking MUA held back until RELAY. */
+#define PRE_RELAY_HOLD		(16 * 1024)
+/* After one side closed: how long the other gets to finish. */
+#define FIN_TIMEOUT		10.0
+/* The greeting as held back for the MUA. */
+#define GREETING_MAX		(64 * 1024)
+/* One read from a peer at most, so no session hogs a loop turn. */
+#define MAX_SINGLE_READ		(64 * 1024)
+
+enum session_state {
+	SESSION_CONNECTING,
+	SESSION_GREETING,
+	SESSION_EHLO,
+	SESSION_STARTTLS,
+	SESSION_HANDSHAKE,
+	SESSION_RELAY,
+	SESSION_CLIENT_GONE,
+	SESSION_FLUSHING,
+	SESSION_CLOSED,
+};
+
+struct session {
+	uint32_t		 id;
+	struct service		*svc;
+	enum session_state	 state;
+	struct timeval		 start;
+	char			 client_addr[80];
+	char			 local_addr[80];
+
+	struct bufferevent	*cli;
+	struct bufferevent	*up;		/* socket, then the TLS filter on it */
+	struct upstream		*connector;
+	struct event		*timer;
+	struct event		*reaper;	/* frees the session from the loop */
+
+	struct reply		 reply;		/* the reply smtptap is waiting for */
+	struct strbuf		 greeting;	/* raw greeting bytes, held back */
+	struct smtp		*parser;	/* transcript of the relayed bytes */
+
+	struct tls_peer		 peer;
+	int			 tls_up;
+	char			 tls_version[32];
+
+	time_t			 last_activity;
+	int			 cli_throttled;	/* cli reads off: upstream output full */
+	int			 up_throttled;	/* upstream reads off: cli output full */
+	uint64_t		 bytes_c2s;
+	uint64_t		 bytes_s2c;
+	char			*failure;	/* why the session failed, for the summary */
+	struct session		*prev, *next;	/* svc->head */
+};
+
+static void	session_up_readcb(struct bufferevent *, void *);
+static void	session_up_writecb(struct bufferevent *, void *);
+static void	session_up_eventcb(struct bufferevent *, short, void *);
+static void	session_cli_readcb(struct bufferevent *, void *);
+static void	session_cli_writecb(struct bufferevent *, void *);
+static void	session_cli_eventcb(struct bufferevent *, short, void *);
+static void	session_close(struct session *, const char *);
+
+static const char *
+session_state_name(enum session_state st)
+{
+	switch (st) {
+	case SESSION_CONNECTING:
+		return "CONNECTING";
+	case SESSION_GREETING:
+		return "GREETING";
+	case SESSION_EHLO:
+		return "EHLO";
+	case SESSION_STARTTLS:
+		return "STARTTLS";
+	case SESSION_HANDSHAKE:
+		return "HANDSHAKE";
+	case SESSION_RELAY:
+		return "RELAY";
+	case SESSION_CLIENT_GONE:
+		return "CLIENT_GONE";
+	case SESSION_FLUSHING:
+		return "FLUSHING";
+	case SESSION_CLOSED:
+		return "CLOSED";
+	}
+	return "?";
+}
+
+static void
+session_arm(struct session *s, double seconds)
+{
+	struct timeval tv;
+
+	tv.tv_sec = (time_t)seconds;
+	tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
+	evtimer_add(s->timer, &tv);
+}
+
+/* The only place that changes s->state; each state's deadline is set here. */
+static void
+session_enter(struct session *s, enum session_state next)
+{
+	const struct options *o = s->svc->opts;
+
+	log_debug("session %08x: %s -> %s", s->id, session_state_name(s->state),
+	    session_state_name(next));
+	s->state = next;
+	evtimer_del(s->timer);
+	switch (next) {
+	case SESSION_GREETING:
+	case SESSION_EHLO:
+	case SESSION_STARTTLS:
+		session_arm(s, o->greeting_timeout);
+		break;
+	case SESSION_HANDSHAKE:
+		session_arm(s, o->tls_timeout);
+		break;
+	case SESSION_RELAY:
+		session_arm(s, o->idle_timeout);
+		break;
+	case SESSION_CLIENT_GONE:
+	case SESSION_FLUSHING:
+		session_arm(s, FIN_TIMEOUT);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+session_sockaddr(const struct sockaddr *sa, socklen_t len, char *buf,
+    size_t size)
+{
+	char host[64], port[8];
+
+	if (getnameinfo(sa, len, host, sizeof host, port, sizeof port,
+	    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+		snprintf(buf, size, "?");
+		return;
+	}
+	if (sa->sa_family == AF_INET6)
+		snprintf(buf, size, "[%s]:%s", host, port);
+	else
+		snprintf(buf, size, "%s:%s", host, port);
+}
+
+/* Transcript records from the parser of the relayed bytes. */
+static void
+session_parser_cb(const struct smtp_rec *rec, void *arg)
+{
+	struct session *s = arg;
+	const char *dir;
+
+	if (rec->kind == SMTP_REC_NOTE)
+		dir = "*";
+	else
+		dir = rec->dir == SMTP_CLIENT ? "C:" : "S:";
+	transcript_line(s->id, dir, rec->text, rec->len);
+}
+
+/* A protocol line smtptap itself sent or received before the relay. */
+static void
+session_note_line(struct session *s, const char *who, const char *line,
+    size_t len)
+{
+	struct strbuf sb;
+
+	strbuf_init(&sb, 0);
+	strbuf_adds(&sb, who);
+	escape_append_max(&sb, line, len, 512);
+	transcript_line(s->id, "*", sb.buf, sb.len);
+	strbuf_free(&sb);
+}
+
+static double
+session_elapsed(const struct session *s)
+{
+	struct timeval now, d;
+
+	gettimeofday(&now, NULL);
+	timersub(&now, &s->start, &d);
+	return (double)d.tv_sec + d.tv_usec / 1e6;
+}
+
+static void
+session_summary(struct session *s)
+{
+	const struct smtp_stats *st = s->parser ? smtp_stats(s->parser) : NULL;
+	struct strbuf sb;
+
+	strbuf_init(&sb, 0);
+	strbuf_printf(&sb, "summary: duration %.3fs, client→server %llu bytes, "
+	    "server→client %llu bytes, tls %s", session_elapsed(s),
+	    (unsigned long long)s->bytes_c2s, (unsigned long long)s->bytes_s2c,
+	    s->tls_up ? s->tls_version : "none");
+	if (st != NULL && st->auth_mech[0] != '\0') {
+		strbuf_printf(&sb, ", auth %s", st->auth_mech);
+		if (st->auth_user[0] != '\0')
+			strbuf_printf(&sb, " user=\"%s\"", st->auth_user);
+		if (st->auth_code != 0)
+			strbuf_printf(&sb, " %d (%s)", st->auth_code,
+			    st->auth_code / 100 == 2 ? "accepted" : "rejected");
+		else
+			strbuf_adds(&sb, " (no answer)");
+	} else
+		strbuf_adds(&sb, ", auth none");
+	strbuf_printf(&sb, ", messages %llu accepted %llu rejected",
+	    st ? (unsigned long long)st->messages_accepted : 0ULL,
+	    st ? (unsigned long long)st->messages_rejected : 0ULL);
+	if (s->failure != NULL)
+		strbuf_printf(&sb, ", failed: %s", s->failure);
+	transcript_line(s->id, "*", sb.buf, sb.len);
+	strbuf_free(&sb);
+}
+
+static void
+session_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct service *svc = s->svc;
+
+	event_free(s->reaper);
+	free(s);
+	if (svc->on_close != NULL)
+		svc->on_close(svc);
+}
+
+/*
+ * The one teardown path. Callbacks of freed bufferevents are cleared by
+ * libevent, and the struct itself is freed from the loop, so a caller may
+ * still return through code that holds s. Callers return at once.
+ */
+static void
+session_close(struct session *s, const char *why)
+{
+	if (s->state == SESSION_CLOSED)
+		return;
+	if (s->parser != NULL) {
+		smtp_eof(s->parser, SMTP_CLIENT);
+		smtp_eof(s->parser, SMTP_SERVER);
+	}
+	if (why != NULL)
+		transcript_note(s->id, "close: %s", why);
+	session_summary(s);
+	s->state = SESSION_CLOSED;
+	upstream_cancel(s->connector);
+	s->connector = NULL;
+	if (s->up != NULL)
+		bufferevent_free(s->up);
+	if (s->cli != NULL)
+		bufferevent_free(s->cli);
+	s->up = s->cli = NULL;
+	tls_peer_clear(&s->peer);
+	if (s->parser != NULL)
+		smtp_free(s->parser);
+	s->parser = NULL;
+	strbuf_free(&s->greeting);
+	free(s->failure);
+	s->failure = NULL;
+	event_free(s->timer);
+	s->timer = NULL;
+	s->svc->sessions--;
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		s->svc->head = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	s->prev = s->next = NULL;
+	if (s->reaper != NULL)
+		event_active(s->reaper, EV_TIMEOUT, 0);
+	else
+		free(s);
+}
+
+void
+session_close_all(struct service *svc)
+{
+	while (svc->head != NULL)
+		session_close(svc->head, "smtptap is shutting down");
+}
+
+static void
+session_free_upstream(struct session *s)
+{
+	if (s->up != NULL)
+		bufferevent_free(s->up);
+	s->up = NULL;
+	upstream_cancel(s->connector);
+	s->connector = NULL;
+}
+
+/* Flush what the MUA still has to receive, then close. */
+static void
+session_flush_and_close(struct session *s)
+{
+	if (s->cli == NULL ||
+	    evbuffer_get_length(bufferevent_get_output(s->cli)) == 0) {
+		session_close(s, NULL);
+		return;
+	}
+	bufferevent_disable(s->cli, EV_READ);
+	bufferevent_enable(s->cli, EV_WRITE);
+	session_enter(s, SESSION_FLUSHING);
+}
+
+/*
+ * Before the relay, the upstream could not be used: tell the MUA why in its
+ * greeting ("421 <status> smtptap: <reason>") and close. Ends the session.
+ */
+static void
+session_fail(struct session *s, const char *status, const char *fmt, ...)
+    PRINTFLIKE(3, 4);
+
+static void
+session_fail(struct session *s, const char *status, const char *fmt, ...)
+{
+	va_list ap;
+	struct strbuf reason, line;
+
+	strbuf_init(&reason, 1024);
+	va_start(ap, fmt);
+	strbuf_vprintf(&reason, fmt, ap);
+	va_end(ap);
+	free(s->failure);
+	s->failure = xstrdup(strbuf_str(&reason));
+	transcript_note(s->id, "failed: %s", strbuf_str(&reason));
+	session_free_upstream(s);
+	if (s->cli != NULL) {
+		strbuf_init(&line, 0);
+		strbuf_printf(&line, "421 %s smtptap: %s", status, strbuf_str(&reason));
+		transcript_note(s->id, "to client: %s", strbuf_str(&line));
+		strbuf_add(&line, "\r\n", 2);
+		bufferevent_write(s->cli, line.buf, line.len);
+		strbuf_free(&line);
+	}
+	strbuf_free(&reason);
+	session_flush_and_close(s);
+}
+
+/* The MUA's side is read from here on; the held greeting goes out first. */
+static void
+session_start_relay(struct session *s)
+{
+	struct evbuffer *held;
+	size_t early;
+
+	session_enter(s, SESSION_RELAY);
+	time(&s->last_activity);
+	s->parser = smtp_new(session_parser_cb, s);
+	bufferevent_setcb(s->up, session_up_readcb, session_up_writecb,
+	    session_up_eventcb, s);
+	bufferevent_write(s->cli, s->greeting.buf, s->greeting.len);
+	smtp_feed(s->parser, SMTP_SERVER, s->greeting.buf, s->greeting.len);
+	s->bytes_s2c += s->greeting.len;
+	strbuf_free(&s->greeting);
+	held = bufferevent_get_input(s->cli);
+	if ((early = evbuffer_get_length(held)) > 0)
+		transcript_note(s->id, "the client sent %zu bytes before the "
+		    "greeting; relaying them now", early);
+	bufferevent_setwatermark(s->cli, EV_READ, 0, 0);
+	bufferevent_enable(s->cli, EV_READ | EV_WRITE);
+	bufferevent_enable(s->up, EV_READ | EV_WRITE);
+	if (early > 0)
+		session_cli_readcb(s->cli, s);
+}
+
+static void
+session_send_ehlo(struct session *s)
+{
+	char line[300];
+	int n;
+
+	n = snprintf(line, sizeof line, "EHLO %s", s->svc->ehlo);
+	session_note_line(s, "smtptap> ", line, (size_t)n);
+	bufferevent_write(s->up, line, (size_t)n);
+	bufferevent_write(s->up, "\r\n", 2);
+	reply_init(&s->reply);
+	session_enter(s, SESSION_EHLO);
+}
+
+static void
+session_send_starttls(struct session *s)
+{
+	session_note_line(s, "smtptap> ", "STARTTLS", 8);
+	bufferevent_write(s->up, "STARTTLS\r\n", 10);
+	reply_init(&s->reply);
+	session_enter(s, SESSION_STARTTLS);
+}
+
+/* Wrap the upstream socket in TLS: the filter does both modes alike. */
+static void
+session_start_tls(struct session *s)
+{
+	const struct options *o = s->svc->opts;
+	const char *name = o->sni != NULL ? o->sni : o->upstream.host;
+	struct bufferevent *filter;
+	char *cause = NULL;
+	SSL *ssl;
+
+	s->peer.enforce = o->verify;
+	if ((ssl = tls_ssl_new(s->svc->ssl_ctx, name, &s->peer, &cause)) == NULL) {
+		session_fail(s, "4.7.0", "%s", cause);
+		free(cause);
+		return;
+	}
+	bufferevent_setcb(s->up, NULL, NULL, NULL, NULL);
+	bufferevent_setwatermark(s->up, EV_WRITE, 0, TLS_UNDER_HIWAT);
+	filter = bufferevent_openssl_filter_new(s->svc->base, s->up, ssl,
+	    BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (filter == NULL) {
+		/* libevent has freed ssl; s->up is still ours. */
+		session_fail(s, "4.7.0", "cannot start TLS: out of resources");
+		return;
+	}
+	s->up = filter;
+	bufferevent_openssl_set_allow_dirty_shutdown(filter, 1);
+	bufferevent_set_max_single_read(filter, MAX_SINGLE_READ);
+	bufferevent_setcb(filter, session_up_readcb, session_up_writecb,
+	    session_up_eventcb, s);
+	bufferevent_enable(filter, EV_READ | EV_WRITE);
+	transcript_note(s->id, "TLS handshake with %s (%s)", name,
+	    o->verify ? "verifying" : "verification not enforced: --no-verify");
+	session_enter(s, SESSION_HANDSHAKE);
+}
+
+/* The handshake finished: say what was negotiated and whom we talk to. */
+static void
+session_tls_up(struct session *s)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->up);
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+	struct strbuf sb;
+
+	s->tls_up = 1;
+	snprintf(s->tls_version, sizeof s->tls_version, "%s", SSL_get_version(ssl));
+	strbuf_init(&sb, 0);
+	strbuf_adds(&sb, "TLS ");
+	tls_describe_session(ssl, &sb);
+	transcript_line(s->id, "*", sb.buf, sb.len);
+	strbuf_reset(&sb);
+	if (cert != NULL) {
+		strbuf_adds(&sb, "certificate ");
+		tls_describe_cert(cert, &sb);
+	} else
+		strbuf_adds(&sb, "certificate: none presented");
+	transcript_line(s->id, "*", sb.buf, sb.len);
+	strbuf_reset(&sb);
+	if (s->peer.nerrors == 0 && cert != NULL &&
+	    SSL_get_verify_result(ssl) == X509_V_OK)
+		strbuf_printf(&sb, "verification ok (name \"%s\")", s->peer.name);
+	else {
+		strbuf_adds(&sb, "verification FAILED: ");
+		tls_describe_verify(&s->peer, &sb);
+		if (s->peer.nerrors > 1)
+			strbuf_printf(&sb, " (and %d more errors)", s->peer.nerrors - 1);
+		strbuf_adds(&sb, "; continuing because of --no-verify");
+	}
+	transcript_line(s->id, "*", sb.buf, sb.len);
+	strbuf_free(&sb);
+
+	if (s->svc->opts->tls == TLS_MODE_IMPLICIT) {
+		reply_init(&s->reply);
+		session_enter(s, SESSION_GREETING);
+		/* The greeting may have come with the last handshake flight. */
+		session_up_readcb(s->up, s);
+		return;
+	}
+	session_start_relay(s);
+}
+
+static void
+session_handshake_failed(struct session *s, short what)
+{
+	const struct options *o = s->svc->opts;
+	struct strbuf sb;
+	int not_tls = 0;
+
+	strbuf_init(&sb, 0);
+	if (s->peer.nerrors > 0 && s->peer.enforce) {
+		tls_describe_verify(&s->peer, &sb);
+		session_fail(s, "4.7.0", "%s", strbuf_str(&sb));
+	} else if (what & BEV_EVENT_EOF) {
+		session_fail(s, "4.7.0", "upstream closed the connection during "
+		    "the TLS handshake");
+	} else {
+		tls_describe_error(s->up, &sb, &not_tls);
+		if (not_tls && o->tls == TLS_MODE_IMPLICIT)
+			session_fail(s, "4.7.0", "upstream does not speak TLS on "
+			    "port %s (try --tls starttls) [%s]", o->upstream.port,
+			    strbuf_str(&sb));
+		else
+			session_fail(s, "4.7.0", "TLS handshake with upstream "
+			    "failed: %s", strbuf_str(&sb));
+	}
+	strbuf_free(&sb);
+}
+
+/* A complete reply to what smtptap itself waited for. May end the session. */
+static void
+session_reply_done(struct session *s, size_t leftover)
+{
+	const struct options *o = s->svc->opts;
+
+	switch (s->state) {
+	case SESSION_GREETING:
+		if (s->reply.code != 220) {
+			/* The server's own refusal: pass it on as it is. */
+			transcript_note(s->id, "upstream refused the session; "
+			    "passing its greeting to the client");
+			free(s->failure);
+			xasprintf(&s->failure, "upstream greeting %d", s->reply.code);
+			bufferevent_write(s->cli, s->greeting.buf, s->greeting.len);
+			session_free_upstream(s);
+			session_flush_and_close(s);
+			return;
+		}
+		if (leftover > 0) {
+			session_fail(s, "4.4.2", "upstream sent %zu bytes after its "
+			    "greeting before any command", leftover);
+			return;
+		}
+		if (o->tls == TLS_MODE_STARTTLS)
+			session_send_ehlo(s);
+		else
+			session_start_relay(s);
+		return;
+	case SESSION_EHLO:
+		if (s->reply.code != 250) {
+			session_fail(s, "4.7.0", "upstream rejected smtptap's EHLO: "
+			    "%s", s->reply.first);
+			return;
+		}
+		if (!s->reply.starttls) {
+			session_fail(s, "4.7.0", "upstream does not offer STARTTLS");
+			return;
+		}
+		if (leftover > 0) {
+			session_fail(s, "4.7.0", "upstream sent %zu bytes after its "
+			    "EHLO reply", leftover);
+			return;
+		}
+		session_send_starttls(s);
+		return;
+	case SESSION_STARTTLS:
+		if (s->reply.code != 220) {
+			session_fail(s, "4.7.0", "upstream refused STARTTLS: %s",
+			    s->reply.first);
+			return;
+		}
+		/* CVE-2011-0411 class: nothing may ride along with the 220. */
+		if (leftover > 0) {
+			session_fail(s, "4.7.0", "upstream sent %zu bytes after its "
+			    "220 to STARTTLS (possible injection)", leftover);
+			return;
+		}
+		session_start_tls(s);
+		return;
+	default:
+		fatalx("session %08x: reply in state %s", s->id,
+		    session_state_name(s->state));
+	}
+}
+
+/* Read reply lines for smtptap's own dialogue. May end the session. */
+static void
+session_dialogue_read(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->up);
+	struct evbuffer_ptr eol;
+	size_t eol_len, linelen;
+	char line[REPLY_MAX_LINE + 3];
+	enum reply_status rs;
+
+	for (;;) {
+		eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+		if (eol.pos < 0) {
+			if (evbuffer_get_length(in) > REPLY_MAX_LINE) {
+				session_fail(s, "4.4.2", "upstream sent a reply line "
+				    "longer than %d bytes", REPLY_MAX_LINE);
+			}
+			return;
+		}
+		if ((size_t)eol.pos > REPLY_MAX_LINE) {
+			session_fail(s, "4.4.2", "upstream sent a reply line longer "
+			    "than %d bytes", REPLY_MAX_LINE);
+			return;
+		}
+		linelen = (size_t)eol.pos + eol_len;
+		evbuffer_remove(in, line, linelen);
+		if (s->state == SESSION_GREETING) {
+			if (s->greeting.len + linelen > GREETING_MAX) {
+				session_fail(s, "4.4.2", "upstream greeting is longer "
+				    "than %d bytes", GREETING_MAX);
+				return;
+			}
+			strbuf_add(&s->greeting, line, linelen);
+		}
+		session_note_line(s, "upstream> ", line, (size_t)eol.pos);
+		rs = reply_feed(&s->reply, line, (size_t)eol.pos);
+		if (rs == REPLY_ERROR) {
+			session_fail(s, "4.4.2", "upstream sent an invalid reply (%s)",
+			    s->reply.error);
+			return;
+		}
+		if (rs == REPLY_DONE) {
+			session_reply_done(s, evbuffer_get_length(in));
+			return;
+		}
+	}
+}
+
+static void
+session_feed(struct session *s, enum smtp_dir dir, struct evbuffer *buf,
+    size_t len)
+{
+	struct evbuffer_iovec vec[16];
+	struct evbuffer_ptr ptr;
+	int n, i;
+	size_t done = 0;
+
+	evbuffer_ptr_set(buf, &ptr, 0, EVBUFFER_PTR_SET);
+	while (done < len) {
+		n = evbuffer_peek(buf, (ev_ssize_t)(len - done), &ptr, vec, 16);
+		if (n <= 0)
+			break;
+		if (n > 16)
+			n = 16;
+		for (i = 0; i < n && done < len; i++) {
+			size_t take = vec[i].iov_len;
+
+			if (take > len - done)
+				take = len - done;
+			smtp_feed(s->parser, dir, vec[i].iov_base, take);
+			done += take;
+		}
+		if (evbuffer_ptr_set(buf, &ptr, done, EVBUFFER_PTR_SET) != 0)
+			break;
+	}
+}
+
+/*
+ * Move everything readable from src to dst, after the parser has seen a
+ * copy. Throttle src when dst holds too much: the slow side sets the pace.
+ */
+static void
+session_relay(struct session *s, struct bufferevent *src,
+    struct bufferevent *dst, enum smtp_dir dir)
+{
+	struct evbuffer *in = bufferevent_get_input(src);
+	size_t len = evbuffer_get_length(in);
+
+	if (len == 0)
+		return;
+	time(&s->last_activity);
+	session_feed(s, dir, in, len);
+	if (dir == SMTP_CLIENT)
+		s->bytes_c2s += len;
+	else
+		s->bytes_s2c += len;
+	if (dst == NULL) {
+		evbuffer_drain(in, len);
+		return;
+	}
+	evbuffer_add_buffer(bufferevent_get_output(dst), in);
+	if (evbuffer_get_length(bufferevent_get_output(dst)) >= RELAY_HIWAT) {
+		bufferevent_disable(src, EV_READ);
+		bufferevent_setwatermark(dst, EV_WRITE, RELAY_HIWAT / 2, 0);
+		if (dir == SMTP_CLIENT)
+			s->cli_throttled = 1;
+		else
+			s->up_throttled = 1;
+	}
+}
+
+static void
+session_up_readcb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	switch (s->state) {
+	case SESSION_GREETING:
+	case SESSION_EHLO:
+	case SESSION_STARTTLS:
+		session_dialogue_read(s);
+		break;
+	case SESSION_RELAY:
+	case SESSION_CLIENT_GONE:
+		session_relay(s, s->up, s->cli, SMTP_SERVER);
+		break;
+	default:
+		/* Bytes during the handshake belong to OpenSSL; none reach here. */
+		break;
+	}
+}
+
+static void
+session_up_writecb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->cli_throttled && s->cli != NULL &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) <= RELAY_HIWAT / 2) {
+		s->cli_throttled = 0;
+		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+		if (s->state == SESSION_RELAY)
+			bufferevent_enable(s->cli, EV_READ);
+	}
+}
+
+static void
+session_cli_writecb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == SESSION_FLUSHING &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		session_close(s, NULL);
+		return;
+	}
+	if (s->up_throttled && s->up != NULL &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) <= RELAY_HIWAT / 2) {
+		s->up_throttled = 0;
+		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+		bufferevent_enable(s->up, EV_READ);
+	}
+}
+
+static void
+session_up_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->state == SESSION_HANDSHAKE)
+			session_tls_up(s);
+		return;
+	}
+	switch (s->state) {
+	case SESSION_HANDSHAKE:
+		session_handshake_failed(s, what);
+		return;
+	case SESSION_GREETING:
+		session_fail(s, "4.4.2", "upstream closed the connection before "
+		    "its greeting");
+		return;
+	case SESSION_EHLO:
+	case SESSION_STARTTLS:
+		session_fail(s, "4.4.2", "upstream closed the connection during "
+		    "smtptap's %s", s->state == SESSION_EHLO ? "EHLO" : "STARTTLS");
+		return;
+	case SESSION_RELAY:
+	case SESSION_CLIENT_GONE:
+		/* Deferred callbacks ran the read callback first; be sure anyway. */
+		session_relay(s, s->up, s->cli, SMTP_SERVER);
+		if (s->parser != NULL)
+			smtp_eof(s->parser, SMTP_SERVER);
+		if (what & BEV_EVENT_EOF)
+			transcript_note(s->id, "upstream closed the connection");
+		else {
+			int err = EVUTIL_SOCKET_ERROR();
+
+			transcript_note(s->id, "upstream connection error: %s",
+			    err ? evutil_socket_error_to_string(err) : "TLS error");
+		}
+		session_free_upstream(s);
+		session_flush_and_close(s);
+		return;
+	default:
+		return;
+	}
+}
+
+static void
+session_cli_readcb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == SESSION_RELAY) {
+		session_relay(s, s->cli, s->up, SMTP_CLIENT);
+		return;
+	}
+	/* Not relaying yet: hold a little, then stop reading (no spinning on
+	 * a full input buffer, no unbounded early talk). */
+	if (evbuffer_get_length(bufferevent_get_input(bev)) >= PRE_RELAY_HOLD)
+		bufferevent_disable(bev, EV_READ);
+}
+
+static void
+session_cli_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	if (s->state == SESSION_RELAY) {
+		session_relay(s, s->cli, s->up, SMTP_CLIENT);
+		if (s->parser != NULL)
+			smtp_eof(s->parser, SMTP_CLIENT);
+		if (what & BEV_EVENT_EOF) {
+			/* A half-close after QUIT still gets the 221. */
+			transcript_note(s->id, "client closed the connection");
+			bufferevent_disable(bev, EV_READ);
+			session_enter(s, SESSION_CLIENT_GONE);
+			return;
+		}
+	}
+	if (what & BEV_EVENT_EOF)
+		session_close(s, s->state == SESSION_FLUSHING ||
+		    s->state == SESSION_CLIENT_GONE ? "client gone" :
+		    "client closed the connection before the upstream was ready");
+	else
+		session_close(s, err ? evutil_socket_error_to_string(err) :
+		    "client connection error");
+}
+
+static void
+session_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	const struct options *o = s->svc->opts;
+	double idle;
+
+	switch (s->state) {
+	case SESSION_GREETING:
+		if (o->tls == TLS_MODE_STARTTLS)
+			session_fail(s, "4.4.2", "upstream sent no greeting within "
+			    "%gs (a server that expects TLS at once, as on port 465, "
+			    "needs --tls implicit)", o->greeting_timeout);
+		else
+			session_fail(s, "4.4.2", "upstream sent no greeting within "
+			    "%gs", o->greeting_timeout);
+		return;
+	case SESSION_EHLO:
+	case SESSION_STARTTLS:
+		session_fail(s, "4.4.2", "upstream did not answer smtptap's %s "
+		    "within %gs", s->state == SESSION_EHLO ? "EHLO" : "STARTTLS",
+		    o->greeting_timeout);
+		return;
+	case SESSION_HANDSHAKE:
+		session_fail(s, "4.4.2", "TLS handshake with upstream timed out "
+		    "after %gs", o->tls_timeout);
+		return;
+	case SESSION_RELAY:
+		idle = difftime(time(NULL), s->last_activity);
+		if (idle < o->idle_timeout) {
+			session_arm(s, o->idle_timeout - idle);
+			return;
+		}
+		session_close(s, "idle timeout");
+		return;
+	case SESSION_CLIENT_GONE:
+		session_close(s, "upstream did not close after the client left");
+		return;
+	case SESSION_FLUSHING:
+		session_close(s, "client did not read the rest in time");
+		return;
+	default:
+		return;
+	}
+}
+
+/* The connector finished: a connected socket, or why not. */
+static void
+session_connected_cb(struct bufferevent *bev, const char *status,
+    const char *reason, void *arg)
+{
+	struct session *s = arg;
+	const struct options *o = s->svc->opts;
+
+	s->connector = NULL;
+	if (bev == NULL) {
+		session_fail(s, status, "%s", reason);
+		return;
+	}
+	s->up = bev;
+	bufferevent_set_max_single_read(bev, MAX_SINGLE_READ);
+	bufferevent_setcb(bev, session_up_readcb, session_up_writecb,
+	    session_up_eventcb, s);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (o->tls == TLS_MODE_IMPLICIT) {
+		session_start_tls(s);
+		return;
+	}
+	reply_init(&s->reply);
+	session_enter(s, SESSION_GREETING);
+}
+
+void
+session_start(struct service *svc, int fd, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	struct session *s = xcalloc(1, sizeof *s);
+	struct sockaddr_storage local;
+	socklen_t locallen = sizeof local;
+
+	s->svc = svc;
+	do {
+		if (RAND_bytes((unsigned char *)&s->id, sizeof s->id) != 1)
+			s->id = (uint32_t)random();
+	} while (s->id == 0);
+	gettimeofday(&s->start, NULL);
+	strbuf_init(&s->greeting, GREETING_MAX);
+	session_sockaddr(sa, salen, s->client_addr, sizeof s->client_addr);
+	if (getsockname(fd, (struct sockaddr *)&local, &locallen) == 0)
+		session_sockaddr((struct sockaddr *)&local, locallen,
+		    s->local_addr, sizeof s->local_addr);
+	transcript_note(s->id, "connect from %s to %s", s->client_addr,
+	    s->local_addr);
+	svc->sessions++;
+	svc->total++;
+	s->next = svc->head;
+	if (svc->head != NULL)
+		svc->head->prev = s;
+	svc->head = s;
+
+	s->timer = evtimer_new(svc->base, session_timer_cb, s);
+	s->reaper = event_new(svc->base, -1, 0, session_reap_cb, s);
+	s->cli = bufferevent_socket_new(svc->base, fd,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (s->timer == NULL || s->reaper == NULL || s->cli == NULL) {
+		log_warnx("session %08x: out of resources", s->id);
+		if (s->cli == NULL)
+			evutil_closesocket(fd);
+		session_close(s, "out of resources");
+		return;
+	}
+	bufferevent_set_max_single_read(s->cli, MAX_SINGLE_READ);
+	bufferevent_setcb(s->cli, session_cli_readcb, session_cli_writecb,
+	    session_cli_eventcb, s);
+	/* Read only to notice a client that leaves early; relay nothing yet. */
+	bufferevent_setwatermark(s->cli, EV_READ, 0, PRE_RELAY_HOLD);
+	bufferevent_enable(s->cli, EV_READ | EV_WRITE);
+
+	s->state = SESSION_CONNECTING;
+	s->connector = upstream_connect(svc->base, svc->dns, &svc->opts->upstream,
+	    svc->opts->connect_timeout, s->id, session_connected_cb, s);
+	if (s->connector == NULL)
+		session_fail(s, "4.3.0", "out of resources");
+}

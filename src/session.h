@@ -1,0 +1,39 @@
+/*
+ * session.h - one MUA connection and its upstream, from accept to close.
+ *
+ * A session is an explicit state machine (see session.c). It owns both
+ * bufferevents, the connector, the timer and the transcript parser; the one
+ * teardown path frees all of them. Functions that may end a session say so;
+ * their callers return at once afterwards.
+ */
+#ifndef SMTPTAP_SESSION_H
+#define SMTPTAP_SESSION_H
+
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+
+struct event_base;
+struct evdns_base;
+struct options;
+struct session;
+
+/* What every session shares: settings, the TLS context, the loop. */
+struct service {
+	const struct options	*opts;
+	SSL_CTX			*ssl_ctx;	/* NULL with --tls none */
+	struct event_base	*base;
+	struct evdns_base	*dns;
+	const char		*ehlo;
+	struct session		*head;		/* open sessions */
+	unsigned		 sessions;	/* open now */
+	unsigned long long	 total;		/* since start */
+	void			(*on_close)(struct service *);	/* --once */
+};
+
+void	session_start(struct service *, int fd, const struct sockaddr *,
+	    socklen_t);
+/* Closes every open session (shutdown). */
+void	session_close_all(struct service *);
+
+#endif

@@ -1,0 +1,48 @@
+/*
+ * tls.h - the OpenSSL side of the upstream connection: one client context,
+ * one SSL per session with SNI and the host-name check, and the words that
+ * explain a handshake or a certificate to a person.
+ */
+#ifndef SMTPTAP_TLS_H
+#define SMTPTAP_TLS_H
+
+#include <openssl/ssl.h>
+
+#include "attrib.h"
+
+struct bufferevent;
+struct options;
+struct strbuf;
+
+/* What the verify callback saw during one handshake. */
+struct tls_peer {
+	int	 enforce;	/* fail the handshake on the first error */
+	int	 error;		/* first X509_V_ERR_*, X509_V_OK when none */
+	int	 depth;		/* of the certificate with the first error */
+	int	 nerrors;
+	char	 subject[256];	/* of that certificate */
+	char	 validity[128];	/* its notBefore/notAfter, for time errors */
+	X509	*leaf;		/* the server's certificate, when one was sent */
+	char	 name[256];	/* the name or IP checked */
+};
+
+SSL_CTX	*tls_ctx_new(const struct options *, char **cause) WUNRES;
+/* A new SSL for one session; name is checked (and sent as SNI unless an IP). */
+SSL	*tls_ssl_new(SSL_CTX *, const char *name, struct tls_peer *,
+	    char **cause) WUNRES;
+void	 tls_peer_clear(struct tls_peer *);
+
+/* "TLSv1.3 cipher TLS_AES_256_GCM_SHA384" */
+void	 tls_describe_session(SSL *, struct strbuf *);
+/* "subject "CN=..." issuer "CN=..." SAN DNS:a, IP:b valid until ..." */
+void	 tls_describe_cert(X509 *, struct strbuf *);
+/* Why verification failed, in words, e.g. "upstream certificate has expired (...)". */
+void	 tls_describe_verify(const struct tls_peer *, struct strbuf *);
+/*
+ * Why a handshake failed, from libevent's copy of the OpenSSL error queue
+ * and errno. Sets *not_tls when the peer answered with something that is not
+ * TLS (a plaintext server).
+ */
+void	 tls_describe_error(struct bufferevent *, struct strbuf *, int *not_tls);
+
+#endif
