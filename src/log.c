@@ -9,6 +9,8 @@
 
 static int log_verbose;
 
+static void	log_vwrite(const char *, va_list, const char *) PRINTFLIKE(1, 0);
+
 void
 log_init(int verbose)
 {

@@ -326,15 +326,20 @@ options_parse(struct options *o, int argc, char **argv, char **cause)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		if (c == '?' || c == ':') {
-			const char *bad = argv[optind - 1];
-
-			if (optopt != 0)
-				xasprintf(cause, c == ':' ?
-				    "-%c: missing argument" : "-%c: unknown option",
-				    optopt);
+			d = NULL;
+			for (i = 0; i < NOPTIONS && optopt != 0; i++)
+				if (optopt == option_defs[i].short_flag ||
+				    optopt == LONG_ONLY_BASE + (int)i)
+					d = &option_defs[i];
+			if (d != NULL) {
+				flag = options_flagname(d);
+				xasprintf(cause, "%s: %s", flag, c == ':' ?
+				    "missing argument" : "takes no argument");
+				free(flag);
+			} else if (optopt > 0 && optopt < LONG_ONLY_BASE)
+				xasprintf(cause, "-%c: unknown option", optopt);
 			else
-				xasprintf(cause, c == ':' ?
-				    "%s: missing argument" : "%s: unknown option", bad);
+				xasprintf(cause, "%s: unknown option", argv[optind - 1]);
 			return OPTIONS_USAGE;
 		}
 		d = NULL;

@@ -79,11 +79,24 @@ smtptap_dns(struct event_base *base, const char *path, char **cause)
 	return dns;
 }
 
-static void
-smtptap_usage_error(const char *cause)
+/* Start-up failed: one line that says why, everything released. */
+static int
+smtptap_exit(struct options *opts, struct service *svc, char *cause, int status)
 {
-	fprintf(stderr, "smtptap: %s\nTry 'smtptap --help'.\n", cause);
-	exit(EXIT_USAGE);
+	if (cause != NULL)
+		fprintf(stderr, "smtptap: %s%s\n", cause, status == EXIT_USAGE ?
+		    "\nTry 'smtptap --help'." : "");
+	free(cause);
+	if (svc != NULL) {
+		if (svc->dns != NULL)
+			evdns_base_free(svc->dns, 0);
+		if (svc->base != NULL)
+			event_base_free(svc->base);
+		SSL_CTX_free(svc->ssl_ctx);
+	}
+	transcript_close();
+	options_free(opts);
+	return status;
 }
 
 int
@@ -104,14 +117,13 @@ main(int argc, char **argv)
 	switch (options_parse(&opts, argc, argv, &cause)) {
 	case OPTIONS_HELP:
 		options_help(stdout);
-		return 0;
+		return smtptap_exit(&opts, NULL, NULL, 0);
 	case OPTIONS_VERSION:
 		printf("smtptap %s (libevent %s, %s)\n", PACKAGE_VERSION,
 		    event_get_version(), OpenSSL_version(OPENSSL_VERSION));
-		return 0;
+		return smtptap_exit(&opts, NULL, NULL, 0);
 	case OPTIONS_USAGE:
-		smtptap_usage_error(cause);
-		break;
+		return smtptap_exit(&opts, NULL, cause, EXIT_USAGE);
 	case OPTIONS_RUN:
 		break;
 	}
@@ -128,25 +140,17 @@ main(int argc, char **argv)
 		svc.ehlo = "localhost";
 
 	if (opts.tls != TLS_MODE_NONE &&
-	    (svc.ssl_ctx = tls_ctx_new(&opts, &cause)) == NULL) {
-		fprintf(stderr, "smtptap: %s\n", cause);
-		return EXIT_CONFIG;
-	}
-	if (transcript_open(opts.log, &cause) != 0) {
-		fprintf(stderr, "smtptap: %s\n", cause);
-		return 1;
-	}
+	    (svc.ssl_ctx = tls_ctx_new(&opts, &cause)) == NULL)
+		return smtptap_exit(&opts, &svc, cause, EXIT_CONFIG);
+	if (transcript_open(opts.log, &cause) != 0)
+		return smtptap_exit(&opts, &svc, cause, 1);
 	event_set_log_callback(smtptap_libevent_log);
 	if ((svc.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
-	if ((svc.dns = smtptap_dns(svc.base, opts.resolv_conf, &cause)) == NULL) {
-		fprintf(stderr, "smtptap: %s\n", cause);
-		return EXIT_CONFIG;
-	}
-	if ((l = listen_start(&svc, &opts.listen, &cause)) == NULL) {
-		fprintf(stderr, "smtptap: %s\n", cause);
-		return 1;
-	}
+	if ((svc.dns = smtptap_dns(svc.base, opts.resolv_conf, &cause)) == NULL)
+		return smtptap_exit(&opts, &svc, cause, EXIT_CONFIG);
+	if ((l = listen_start(&svc, &opts.listen, &cause)) == NULL)
+		return smtptap_exit(&opts, &svc, cause, 1);
 	if (opts.once)
 		svc.on_close = smtptap_once_cb;
 	sigint = evsignal_new(svc.base, SIGINT, smtptap_signal_cb, svc.base);
@@ -178,7 +182,6 @@ main(int argc, char **argv)
 	SSL_CTX_free(svc.ssl_ctx);
 	transcript_close();
 	options_free(&opts);
-	free(cause);
 	libevent_global_shutdown();
 	return 0;
 }

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -108,6 +109,16 @@ tls_ctx_new(const struct options *o, char **cause)
 	 */
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF |
 	    SSL_OP_NO_RENEGOTIATION);
+	if (o->ca_file != NULL && access(o->ca_file, R_OK) != 0) {
+		xasprintf(cause, "--ca-file %s: %s", o->ca_file, strerror(errno));
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (o->ca_path != NULL && access(o->ca_path, R_OK | X_OK) != 0) {
+		xasprintf(cause, "--ca-path %s: %s", o->ca_path, strerror(errno));
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	if (o->ca_file != NULL || o->ca_path != NULL) {
 		if (SSL_CTX_load_verify_locations(ctx, o->ca_file, o->ca_path) != 1) {
 			unsigned long e = ERR_peek_last_error();

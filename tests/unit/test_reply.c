@@ -1,0 +1,112 @@
+/* test_reply.c - the strict reader for smtptap's own pre-TLS dialogue. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "reply.h"
+
+static enum reply_status
+feed(struct reply *r, const char *line)
+{
+	return reply_feed(r, line, strlen(line));
+}
+
+static void
+test_single_line(void **state)
+{
+	struct reply r;
+
+	reply_init(&r);
+	assert_int_equal(feed(&r, "220 mx.example ESMTP ready"), REPLY_DONE);
+	assert_int_equal(r.code, 220);
+	assert_string_equal(r.first, "220 mx.example ESMTP ready");
+	reply_init(&r);
+	assert_int_equal(feed(&r, "220"), REPLY_DONE);
+}
+
+static void
+test_ehlo_capabilities(void **state)
+{
+	struct reply r;
+
+	reply_init(&r);
+	assert_int_equal(feed(&r, "250-mx.example"), REPLY_MORE);
+	assert_int_equal(feed(&r, "250-PIPELINING"), REPLY_MORE);
+	assert_int_equal(feed(&r, "250-starttls"), REPLY_MORE);
+	assert_int_equal(feed(&r, "250 8BITMIME"), REPLY_DONE);
+	assert_int_equal(r.code, 250);
+	assert_int_equal(r.lines, 4);
+	assert_true(r.starttls);
+}
+
+static void
+test_starttls_not_offered(void **state)
+{
+	struct reply r;
+
+	reply_init(&r);
+	/* The greeting name and a look-alike keyword are not STARTTLS. */
+	assert_int_equal(feed(&r, "250-STARTTLS"), REPLY_MORE);
+	assert_int_equal(feed(&r, "250-STARTTLSX"), REPLY_MORE);
+	assert_int_equal(feed(&r, "250 AUTH PLAIN"), REPLY_DONE);
+	assert_false(r.starttls);
+}
+
+static void
+test_malformed(void **state)
+{
+	static const char *bad[] = {
+		"", "2", "22", "abc hello", "600 no", "199 no", "250x", "2500 x",
+	};
+	struct reply r;
+	size_t i;
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		reply_init(&r);
+		assert_int_equal(feed(&r, bad[i]), REPLY_ERROR);
+		assert_true(strlen(r.error) > 0);
+	}
+	reply_init(&r);
+	assert_int_equal(reply_feed(&r, "220 a\0b", 7), REPLY_ERROR);
+	reply_init(&r);
+	assert_int_equal(feed(&r, "250-one"), REPLY_MORE);
+	assert_int_equal(feed(&r, "220 two"), REPLY_ERROR);
+	assert_non_null(strstr(r.error, "changes its code"));
+}
+
+static void
+test_limits(void **state)
+{
+	struct reply r;
+	char line[REPLY_MAX_LINE + 2];
+	int i;
+
+	reply_init(&r);
+	for (i = 0; i < REPLY_MAX_LINES; i++)
+		assert_int_equal(feed(&r, "250-x"), REPLY_MORE);
+	assert_int_equal(feed(&r, "250-x"), REPLY_ERROR);
+
+	memset(line, 'a', sizeof line);
+	memcpy(line, "250 ", 4);
+	reply_init(&r);
+	assert_int_equal(reply_feed(&r, line, sizeof line), REPLY_ERROR);
+	assert_int_equal(reply_feed(&r, line, REPLY_MAX_LINE), REPLY_DONE);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_single_line),
+		cmocka_unit_test(test_ehlo_capabilities),
+		cmocka_unit_test(test_starttls_not_offered),
+		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_limits),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
