@@ -1,0 +1,886 @@
+/*
+ * test_smtp.c - the transcript parser: records, stats, masking, and the same
+ * records whatever the segmentation of the input.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "b64.h"
+#include "smtp.h"
+#include "strbuf.h"
+
+#define CANARY		"Canary-Pw-9x7"
+#define PLAIN_BLOB	"\0alice@example.org\0" CANARY
+#define PLAIN_BLOB_LEN	(sizeof PLAIN_BLOB - 1)
+
+/* ---- recording ---- */
+
+struct log {
+	struct strbuf	 sb;
+	unsigned int	 records;
+	size_t		 maxlen;
+};
+
+static void
+rec_cb(const struct smtp_rec *r, void *arg)
+{
+	static const char kinds[] = "carhn";
+	struct log *l = arg;
+	size_t i;
+
+	/* Every record is one safe line: escaped, NUL-terminated, sized. */
+	assert_int_equal(strlen(r->text), r->len);
+	for (i = 0; i < r->len; i++)
+		assert_false((unsigned char)r->text[i] < 0x20 ||
+		    (unsigned char)r->text[i] == 0x7f);
+	assert_true(r->kind == SMTP_REC_REPLY || r->code == 0);
+	if (r->len > l->maxlen)
+		l->maxlen = r->len;
+	l->records++;
+	strbuf_printf(&l->sb, "%c%c %d %s\n", r->dir == SMTP_CLIENT ? 'C' : 'S',
+	    kinds[r->kind], r->code, r->text);
+}
+
+/* ---- scripts ---- */
+
+#define EV_EOF	((size_t)-1)
+
+struct ev {
+	enum smtp_dir	 dir;
+	char		*data;
+	size_t		 len;	/* EV_EOF: end of that direction */
+};
+
+struct script {
+	struct ev	 ev[64];
+	size_t		 n;
+};
+
+static void
+add(struct script *s, enum smtp_dir dir, const void *data, size_t len)
+{
+	struct ev *e;
+
+	assert_true(s->n < 64);
+	e = &s->ev[s->n++];
+	e->dir = dir;
+	e->len = len;
+	e->data = malloc(len + 1);
+	memcpy(e->data, data, len);
+}
+
+static void
+adds(struct script *s, enum smtp_dir dir, const char *str)
+{
+	add(s, dir, str, strlen(str));
+}
+
+static void
+add_eof(struct script *s, enum smtp_dir dir)
+{
+	struct ev *e;
+
+	assert_true(s->n < 64);
+	e = &s->ev[s->n++];
+	e->dir = dir;
+	e->data = NULL;
+	e->len = EV_EOF;
+}
+
+/* A client line: base64 of bytes, then CRLF. */
+static void
+add_b64(struct script *s, const char *prefix, const void *p, size_t n)
+{
+	char *b = b64_encode(p, n), *line;
+	size_t len = strlen(prefix) + strlen(b) + 2;
+
+	line = malloc(len + 1);
+	snprintf(line, len + 1, "%s%s\r\n", prefix, b);
+	adds(s, SMTP_CLIENT, line);
+	free(line);
+	b64_free((unsigned char *)b, strlen(b));
+}
+
+static void
+script_free(struct script *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		free(s->ev[i].data);
+	s->n = 0;
+}
+
+/*
+ * Feed a script, each event in pieces of at most chunk bytes (0: whole);
+ * with split > 0, each event in two pieces cut at split instead.
+ */
+static char *
+run(const struct script *s, size_t chunk, size_t split,
+    struct smtp_stats *stats, struct log *out)
+{
+	struct log l;
+	struct smtp *p;
+	size_t i, off, n;
+
+	memset(&l, 0, sizeof l);
+	strbuf_init(&l.sb, 1024 * 1024);
+	p = smtp_new(rec_cb, &l);
+	for (i = 0; i < s->n; i++) {
+		if (s->ev[i].len == EV_EOF) {
+			smtp_eof(p, s->ev[i].dir);
+			continue;
+		}
+		for (off = 0; off < s->ev[i].len; off += n) {
+			n = s->ev[i].len - off;
+			if (split > 0 && off == 0 && split < n)
+				n = split;
+			else if (chunk > 0 && chunk < n)
+				n = chunk;
+			smtp_feed(p, s->ev[i].dir, s->ev[i].data + off, n);
+		}
+	}
+	if (stats != NULL)
+		*stats = *smtp_stats(p);
+	smtp_free(p);
+	if (out != NULL)
+		*out = l;
+	assert_int_equal(l.sb.dropped, 0);
+	return l.sb.buf != NULL ? l.sb.buf : strdup("");
+}
+
+/* n == 0: the whole of needle. */
+static int
+contains(const char *hay, const char *needle, size_t n)
+{
+	size_t i, len = strlen(hay);
+
+	if (n == 0)
+		n = strlen(needle);
+	for (i = 0; n > 0 && i + n <= len; i++)
+		if (memcmp(hay + i, needle, n) == 0)
+			return 1;
+	return 0;
+}
+
+/* The canary in no form: raw, base64 at each alignment, hex, PLAIN blob. */
+static void
+assert_no_canary(const char *t)
+{
+	char pre[32], *b, h[64];
+	size_t k, i, n = strlen(CANARY);
+
+	assert_false(contains(t, CANARY, n));
+	for (k = 0; k < 3; k++) {
+		memset(pre, 0, k);
+		memcpy(pre + k, CANARY, n);
+		b = b64_encode((unsigned char *)pre, k + n);
+		assert_false(contains(t, b + (k ? 4 : 0), strlen(b) - 4 -
+		    (k ? 4 : 0)));
+		b64_free((unsigned char *)b, strlen(b));
+	}
+	for (i = 0; i < n; i++)
+		snprintf(h + 2 * i, 3, "%02x", (unsigned char)CANARY[i]);
+	assert_false(contains(t, h, 2 * n));
+	b = b64_encode((const unsigned char *)PLAIN_BLOB, PLAIN_BLOB_LEN);
+	assert_false(contains(t, b, strlen(b)));
+	b64_free((unsigned char *)b, strlen(b));
+}
+
+/* Same records for every segmentation; returns the whole-feed transcript. */
+static char *
+run_all_ways(const struct script *s, struct smtp_stats *stats)
+{
+	struct smtp_stats st2;
+	char *ref, *t;
+	size_t maxlen = 0, i, k;
+
+	ref = run(s, 0, 0, stats, NULL);
+	assert_no_canary(ref);
+	for (i = 0; i < s->n; i++)
+		if (s->ev[i].len != EV_EOF && s->ev[i].len > maxlen)
+			maxlen = s->ev[i].len;
+	for (k = 1; k < maxlen; k++) {
+		t = run(s, 0, k, &st2, NULL);
+		if (strcmp(ref, t) != 0)
+			fail_msg("split at %zu differs:\n%s\n---\n%s", k, ref, t);
+		assert_memory_equal(&st2, stats, sizeof st2);
+		free(t);
+	}
+	for (k = 1; k <= 17; k++) {
+		t = run(s, k, 0, &st2, NULL);
+		if (strcmp(ref, t) != 0)
+			fail_msg("chunk %zu differs:\n%s\n---\n%s", k, ref, t);
+		assert_memory_equal(&st2, stats, sizeof st2);
+		free(t);
+	}
+	return ref;
+}
+
+/* ---- the full session ---- */
+
+static const char session_expected[] =
+	"Sr 220 220 mx.example ESMTP\n"
+	"Cc 0 EHLO client\n"
+	"Sr 250 250-mx.example\n"
+	"Sr 250 250-PIPELINING\n"
+	"Sr 250 250-AUTH PLAIN LOGIN\n"
+	"Sr 250 250-CHUNKING\n"
+	"Sr 250 250 8BITMIME\n"
+	"Ca 0 AUTH PLAIN\n"
+	"Sr 334 334  \xe2\x87\x92 \"\"\n"
+	"Ca 0 * \xe2\x87\x92 cancelled (*)\n"
+	"Sr 501 501 5.7.0 Authentication cancelled\n"
+	"Ca 0 AUTH PLAIN <masked> \xe2\x87\x92 authzid=\"\" "
+	    "user=\"alice@example.org\" password=<masked, 13 bytes>\n"
+	"Sr 535 535 5.7.8 Authentication failed\n"
+	"Ca 0 auth login\n"
+	"Sr 334 334 VXNlcm5hbWU6 \xe2\x87\x92 \"Username:\"\n"
+	"Ca 0 YWxpY2U= \xe2\x87\x92 user=\"alice\"\n"
+	"Sr 334 334 UGFzc3dvcmQ6 \xe2\x87\x92 \"Password:\"\n"
+	"Ca 0 <masked> \xe2\x87\x92 password=<masked, 13 bytes>\n"
+	"Sr 235 235 2.7.0 Authentication successful\n"
+	"Cc 0 MAIL FROM:<alice@example.org>\n"
+	"Cc 0 RCPT TO:<bob@example.net>\n"
+	"Cc 0 DATA\n"
+	"Sr 250 250 2.1.0 Ok\n"
+	"Sr 250 250 2.1.5 Ok\n"
+	"Sr 354 354 End data with <CR><LF>.<CR><LF>\n"
+	"Ch 0 (header) Subject: hello\n"
+	"Ch 0 (header) X-Folded: a\n"
+	"Ch 0 (header) \\tb\n"
+	"Ch 0 (header) From: \\x1b[2J<alice@example.org> [LF]\n"
+	"Cn 0 message: 113 bytes, 10 lines, longest line 29 bytes, "
+	    "2 bare LF, 1 bare CR, 1 NUL\n"
+	"Cc 0 .\n"
+	"Sr 250 250 2.0.0 Ok: queued as 1\n"
+	"Cc 0 MAIL FROM:<a@x>\n"
+	"Cc 0 RCPT TO:<b@y>\n"
+	"Cc 0 BDAT 12\n"
+	"Cn 0 BDAT chunk: 12 bytes\n"
+	"Cc 0 BDAT 3 LAST\n"
+	"Cn 0 BDAT chunk: 3 bytes, LAST\n"
+	"Sr 250 250 Ok\n"
+	"Sr 250 250 Ok\n"
+	"Sr 250 250 2.0.0 12 octets received\n"
+	"Sr 250 250 2.0.0 Ok: queued as 2\n"
+	"Cc 0 NO\\x00OP\n"
+	"Cc 0 @LONG@ [+904 bytes]\n"
+	"Cc 0 VRFY \\x1b]0;evil\\x07\\r\n"
+	"Sr 502 502 5.5.2 Error\n"
+	"Sr 500 500 5.5.2 Line too long\n"
+	"Sr 252 252 maybe\n"
+	"Cc 0 QUIT\n"
+	"Sr 221 221 2.0.0 Bye\n";
+
+static void
+build_session(struct script *s)
+{
+	char *big;
+
+	adds(s, SMTP_SERVER, "220 mx.example ESMTP\r\n");
+	adds(s, SMTP_CLIENT, "EHLO client\r\n");
+	adds(s, SMTP_SERVER, "250-mx.example\r\n250-PIPELINING\r\n"
+	    "250-AUTH PLAIN LOGIN\r\n250-CHUNKING\r\n250 8BITMIME\r\n");
+	adds(s, SMTP_CLIENT, "AUTH PLAIN\r\n");
+	adds(s, SMTP_SERVER, "334 \r\n");
+	adds(s, SMTP_CLIENT, "*\r\n");
+	adds(s, SMTP_SERVER, "501 5.7.0 Authentication cancelled\r\n");
+	add_b64(s, "AUTH PLAIN ", PLAIN_BLOB, PLAIN_BLOB_LEN);
+	adds(s, SMTP_SERVER, "535 5.7.8 Authentication failed\r\n");
+	adds(s, SMTP_CLIENT, "auth login\r\n");
+	adds(s, SMTP_SERVER, "334 VXNlcm5hbWU6\r\n");
+	adds(s, SMTP_CLIENT, "YWxpY2U=\r\n");
+	adds(s, SMTP_SERVER, "334 UGFzc3dvcmQ6\r\n");
+	add_b64(s, "", CANARY, strlen(CANARY));
+	adds(s, SMTP_SERVER, "235 2.7.0 Authentication successful\r\n");
+	/* Pipelined: three commands in one segment. */
+	adds(s, SMTP_CLIENT, "MAIL FROM:<alice@example.org>\r\n"
+	    "RCPT TO:<bob@example.net>\r\nDATA\r\n");
+	adds(s, SMTP_SERVER, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+	    "354 End data with <CR><LF>.<CR><LF>\r\n");
+	add(s, SMTP_CLIENT, "Subject: hello\r\nX-Folded: a\r\n\tb\r\n"
+	    "From: \x1b[2J<alice@example.org>\n\r\nbody line\r\n"
+	    "..dot-stuffed\r\nbare\nlf\rcr\r\nnul\0here\r\n.\r\n", 116);
+	adds(s, SMTP_SERVER, "250 2.0.0 Ok: queued as 1\r\n");
+	/* The chunk holds what would end DATA; it must not be scanned. */
+	adds(s, SMTP_CLIENT, "MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\n"
+	    "BDAT 12\r\na\r\n.\r\nQUIT\r\nBDAT 3 LAST\r\nxyz");
+	adds(s, SMTP_SERVER, "250 Ok\r\n250 Ok\r\n"
+	    "250 2.0.0 12 octets received\r\n250 2.0.0 Ok: queued as 2\r\n");
+	big = malloc(5000 + 2);
+	memset(big, 'X', 5000);
+	memcpy(big + 5000, "\r\n", 2);
+	add(s, SMTP_CLIENT, "NO\0OP\r\n", 7);
+	add(s, SMTP_CLIENT, big, 5002);
+	free(big);
+	adds(s, SMTP_CLIENT, "VRFY \x1b]0;evil\x07\r\r\n");
+	adds(s, SMTP_SERVER, "502 5.5.2 Error\r\n500 5.5.2 Line too long\r\n"
+	    "252 maybe\r\n");
+	adds(s, SMTP_CLIENT, "QUIT\r\n");
+	adds(s, SMTP_SERVER, "221 2.0.0 Bye\r\n");
+	add_eof(s, SMTP_CLIENT);
+	add_eof(s, SMTP_SERVER);
+}
+
+static char *
+expected_session(void)
+{
+	char *x = malloc(sizeof session_expected + SMTP_LINE_MAX), *at;
+	size_t pre;
+
+	at = strstr(session_expected, "@LONG@");
+	pre = (size_t)(at - session_expected);
+	memcpy(x, session_expected, pre);
+	memset(x + pre, 'X', SMTP_LINE_MAX);
+	strcpy(x + pre + SMTP_LINE_MAX, at + 6);
+	return x;
+}
+
+static void
+test_session(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *t, *x;
+
+	(void)state;
+	build_session(&s);
+	t = run_all_ways(&s, &st);
+	x = expected_session();
+	if (getenv("TEST_SMTP_DUMP") != NULL)
+		fputs(t, stderr);
+	assert_string_equal(t, x);
+	assert_int_equal(st.messages_accepted, 2);
+	assert_int_equal(st.messages_rejected, 0);
+	assert_int_equal(st.commands, 15);
+	assert_string_equal(st.auth_mech, "LOGIN");
+	assert_string_equal(st.auth_user, "alice");
+	assert_int_equal(st.auth_code, 235);
+	free(t);
+	free(x);
+	script_free(&s);
+}
+
+static void
+test_session_byte_at_a_time(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *t, *x;
+
+	(void)state;
+	build_session(&s);
+	t = run(&s, 1, 0, &st, NULL);
+	x = expected_session();
+	assert_string_equal(t, x);
+	assert_int_equal(st.messages_accepted, 2);
+	free(t);
+	free(x);
+	script_free(&s);
+}
+
+/* ---- AUTH corner cases ---- */
+
+static void
+test_auth_login_initial_response(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *t;
+
+	(void)state;
+	adds(&s, SMTP_SERVER, "220 x\r\n");
+	adds(&s, SMTP_CLIENT, "AUTH LOGIN YWxpY2U=\r\n");
+	adds(&s, SMTP_SERVER, "334 UGFzc3dvcmQ6\r\n");
+	add_b64(&s, "", CANARY "\n", strlen(CANARY) + 1);
+	adds(&s, SMTP_SERVER, "535 5.7.8 no\r\n");
+	t = run_all_ways(&s, &st);
+	assert_string_equal(t,
+	    "Sr 220 220 x\n"
+	    "Ca 0 AUTH LOGIN YWxpY2U= \xe2\x87\x92 user=\"alice\"\n"
+	    "Sr 334 334 UGFzc3dvcmQ6 \xe2\x87\x92 \"Password:\"\n"
+	    "Ca 0 <masked> \xe2\x87\x92 password=<masked, 14 bytes, "
+	    "ends with LF (0x0a)>\n"
+	    "Sr 535 535 5.7.8 no\n");
+	assert_string_equal(st.auth_mech, "LOGIN");
+	assert_string_equal(st.auth_user, "alice");
+	assert_int_equal(st.auth_code, 535);
+	free(t);
+	script_free(&s);
+}
+
+/* Raw (not base64) secrets, pipelined lines, a PLAIN blob as continuation. */
+static void
+test_auth_fail_closed(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *t;
+
+	(void)state;
+	adds(&s, SMTP_SERVER, "220 x\r\n");
+	adds(&s, SMTP_CLIENT, "AUTH LOGIN\r\n");
+	adds(&s, SMTP_SERVER, "334 VXNlcm5hbWU6\r\n");
+	adds(&s, SMTP_CLIENT, "alice\r\n" CANARY "\r\n");
+	adds(&s, SMTP_SERVER, "501 5.5.2 bad base64\r\n");
+	/* A line pipelined behind AUTH is treated as SASL, never shown. */
+	adds(&s, SMTP_CLIENT, "AUTH PLAIN\r\n" CANARY "\r\n");
+	adds(&s, SMTP_SERVER, "334 \r\n");
+	add_b64(&s, "", PLAIN_BLOB, PLAIN_BLOB_LEN);
+	adds(&s, SMTP_SERVER, "235 ok\r\n");
+	adds(&s, SMTP_CLIENT, "AUTH XOAUTH2 ");
+	add_b64(&s, "", "user=a\1auth=Bearer " CANARY "\1\1",
+	    strlen(CANARY) + 21);
+	adds(&s, SMTP_SERVER, "235 ok\r\n");
+	t = run_all_ways(&s, &st);
+	assert_string_equal(t,
+	    "Sr 220 220 x\n"
+	    "Ca 0 AUTH LOGIN\n"
+	    "Sr 334 334 VXNlcm5hbWU6 \xe2\x87\x92 \"Username:\"\n"
+	    "Ca 0 <masked> \xe2\x87\x92 undecodable: invalid base64 length 5, "
+	    "not a multiple of 4; <masked, 5 bytes>\n"
+	    "Ca 0 <masked> \xe2\x87\x92 undecodable: invalid base64 character "
+	    "at offset 6; <masked, 13 bytes>\n"
+	    "Sr 501 501 5.5.2 bad base64\n"
+	    "Ca 0 AUTH PLAIN\n"
+	    "Ca 0 <masked> \xe2\x87\x92 undecodable: invalid base64 character "
+	    "at offset 6; <masked, 13 bytes>\n"
+	    "Sr 334 334  \xe2\x87\x92 \"\"\n"
+	    "Ca 0 <masked> \xe2\x87\x92 <masked, 32 bytes, contains NUL>\n"
+	    "Sr 235 235 ok\n"
+	    "Ca 0 AUTH XOAUTH2 <masked> \xe2\x87\x92 <masked, 34 bytes>\n"
+	    "Sr 235 235 ok\n");
+	assert_string_equal(st.auth_mech, "XOAUTH2");
+	assert_string_equal(st.auth_user, "");
+	assert_int_equal(st.auth_code, 235);
+	free(t);
+	script_free(&s);
+}
+
+/* A 334 nobody asked for: the next client line may be a secret. */
+static void
+test_unexpected_334_masks(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *t;
+
+	(void)state;
+	adds(&s, SMTP_SERVER, "220 x\r\n");
+	adds(&s, SMTP_CLIENT, "NOOP\r\n");
+	adds(&s, SMTP_SERVER, "334 UGFzc3dvcmQ6\r\n");
+	adds(&s, SMTP_CLIENT, CANARY "\r\n");
+	adds(&s, SMTP_SERVER, "235 ok\r\n");
+	adds(&s, SMTP_CLIENT, "RSET\r\n");
+	adds(&s, SMTP_SERVER, "250 ok\r\n");
+	adds(&s, SMTP_CLIENT, "NOOP\r\n");
+	adds(&s, SMTP_SERVER, "250 ok\r\n");
+	t = run_all_ways(&s, &st);
+	assert_string_equal(t,
+	    "Sr 220 220 x\n"
+	    "Cc 0 NOOP\n"
+	    "Sr 334 334 UGFzc3dvcmQ6\n"
+	    "Sn 0 unexpected 334 (no AUTH outstanding); client lines hidden "
+	    "until resynchronised\n"
+	    "Cc 0 [13 bytes, not shown]\n"
+	    "Sr 235 235 ok\n"
+	    "Cc 0 RSET\n"
+	    "Sr 250 250 ok\n"
+	    "Cc 0 NOOP\n"
+	    "Sr 250 250 ok\n");
+	free(t);
+	script_free(&s);
+}
+
+static void
+test_unexpected_reply(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *t;
+
+	(void)state;
+	adds(&s, SMTP_SERVER, "220-x\r\n220 y\r\n");
+	adds(&s, SMTP_SERVER, "250 spontaneous\r\n");
+	adds(&s, SMTP_CLIENT, "MAIL FROM:<a@b>\r\n");
+	adds(&s, SMTP_SERVER, "250 ok\r\n");
+	adds(&s, SMTP_CLIENT, "RSET\r\n");
+	adds(&s, SMTP_SERVER, "250-a\r\n220 b\r\nxyz\r\n");
+	t = run_all_ways(&s, &st);
+	assert_string_equal(t,
+	    "Sr 220 220-x\n"
+	    "Sr 220 220 y\n"
+	    "Sr 250 250 spontaneous\n"
+	    "Sn 0 unexpected reply (no command outstanding)\n"
+	    "Cc 0 [15 bytes, not shown]\n"
+	    "Sr 250 250 ok\n"
+	    "Cc 0 RSET\n"
+	    "Sr 250 250-a\n"
+	    "Sr 220 220 b\n"
+	    "Sn 0 reply code changed from 250 to 220 within a multi-line reply\n"
+	    "Sr 0 xyz\n"
+	    "Sn 0 malformed reply line (no 3-digit code)\n");
+	assert_int_equal(st.commands, 2);
+	free(t);
+	script_free(&s);
+}
+
+/* ---- DATA and BDAT ---- */
+
+static void
+test_data_header_limit(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	struct log l;
+	char line[128], *t;
+	int i;
+
+	(void)state;
+	adds(&s, SMTP_SERVER, "220 x\r\n");
+	adds(&s, SMTP_CLIENT, "DATA\r\n");
+	adds(&s, SMTP_SERVER, "354 go\r\n");
+	for (i = 0; i < 30; i++) {
+		snprintf(line, sizeof line, "X-H%d: v\r\nX-H%db: w\r\n"
+		    "X-H%dc: u\r\nX-H%dd: z\r\nX-H%de: y\r\n", i, i, i, i, i);
+		adds(&s, SMTP_CLIENT, line);
+	}
+	adds(&s, SMTP_CLIENT, "\r\nSubject: not a header, in the body\r\n.\r\n");
+	adds(&s, SMTP_SERVER, "550 5.7.1 no\r\n");
+	t = run(&s, 0, 0, &st, &l);
+	assert_int_equal(l.records, 2 + 1 + 100 + 1 + 1 + 1 + 1);
+	assert_true(contains(t, "Ch 0 (header) X-H19e: y\n", 0));
+	assert_false(contains(t, "X-H20:", 0));
+	assert_true(contains(t, "Cn 0 ... 50 more header lines\n"
+	    "Cn 0 message: 1608 bytes, 152 lines", 0));
+	assert_false(contains(t, "in the body", 0));
+	assert_int_equal(st.messages_rejected, 1);
+	assert_int_equal(st.messages_accepted, 0);
+	free(t);
+	script_free(&s);
+}
+
+static void
+test_data_refused(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *t;
+
+	(void)state;
+	adds(&s, SMTP_SERVER, "220 x\r\n");
+	adds(&s, SMTP_CLIENT, "DATA\r\n");
+	adds(&s, SMTP_SERVER, "554 5.5.1 no valid recipients\r\n");
+	adds(&s, SMTP_CLIENT, "Subject: x\r\n");
+	adds(&s, SMTP_SERVER, "500 what\r\n");
+	t = run_all_ways(&s, &st);
+	assert_string_equal(t,
+	    "Sr 220 220 x\n"
+	    "Cc 0 DATA\n"
+	    "Sr 554 554 5.5.1 no valid recipients\n"
+	    "Cc 0 Subject: x\n"
+	    "Sr 500 500 what\n");
+	assert_int_equal(st.messages_rejected, 1);
+	free(t);
+	script_free(&s);
+}
+
+/* Message data before the 354 is counted but its headers stay hidden. */
+static void
+test_data_before_354(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *t;
+
+	(void)state;
+	adds(&s, SMTP_SERVER, "220 x\r\n");
+	add_b64(&s, "DATA\r\nAUTH PLAIN ", PLAIN_BLOB, PLAIN_BLOB_LEN);
+	adds(&s, SMTP_CLIENT, "Subject: s\r\n.\r\n");
+	adds(&s, SMTP_SERVER, "354 go\r\n250 ok\r\n");
+	t = run_all_ways(&s, &st);
+	assert_string_equal(t,
+	    "Sr 220 220 x\n"
+	    "Cc 0 DATA\n"
+	    "Cn 0 client sent message data before the reply to DATA; its "
+	    "headers are not shown\n"
+	    "Cn 0 message: 69 bytes, 2 lines, longest line 55 bytes\n"
+	    "Cc 0 .\n"
+	    "Sr 354 354 go\n"
+	    "Sr 250 250 ok\n");
+	assert_int_equal(st.messages_accepted, 1);
+	free(t);
+	script_free(&s);
+}
+
+/* "\r\n.\n" is not the end of DATA; the server's reply decides. */
+static void
+test_data_smuggling(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *t;
+
+	(void)state;
+	adds(&s, SMTP_SERVER, "220 x\r\n");
+	adds(&s, SMTP_CLIENT, "DATA\r\n");
+	adds(&s, SMTP_SERVER, "354 go\r\n");
+	adds(&s, SMTP_CLIENT, "A: b\r\n\r\nx\r\n.\nMAIL FROM:<evil>\r\n");
+	adds(&s, SMTP_SERVER, "250 ok\r\n");
+	adds(&s, SMTP_CLIENT, "RSET\r\n");
+	adds(&s, SMTP_SERVER, "250 ok\r\n");
+	adds(&s, SMTP_CLIENT, "QUIT\r\n");
+	adds(&s, SMTP_SERVER, "221 ok\r\n");
+	t = run_all_ways(&s, &st);
+	assert_string_equal(t,
+	    "Sr 220 220 x\n"
+	    "Cc 0 DATA\n"
+	    "Sr 354 354 go\n"
+	    "Ch 0 (header) A: b\n"
+	    "Sr 250 250 ok\n"
+	    "Sn 0 unexpected reply (no command outstanding)\n"
+	    "Sn 0 leaving message data early\n"
+	    "Cc 0 [4 bytes, not shown]\n"
+	    "Sr 250 250 ok\n"
+	    "Cc 0 QUIT\n"
+	    "Sr 221 221 ok\n");
+	free(t);
+	script_free(&s);
+}
+
+static void
+test_bdat_zero_and_bad(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *t;
+
+	(void)state;
+	adds(&s, SMTP_SERVER, "220 x\r\n");
+	adds(&s, SMTP_CLIENT, "BDAT 0 last \r\nBDAT x\r\nbdat 99999999999999999999\r\n");
+	adds(&s, SMTP_SERVER, "250 ok\r\n501 a\r\n501 b\r\n");
+	adds(&s, SMTP_CLIENT, "BDAT 10\r\n12345");
+	add_eof(&s, SMTP_CLIENT);
+	t = run_all_ways(&s, &st);
+	assert_string_equal(t,
+	    "Sr 220 220 x\n"
+	    "Cc 0 BDAT 0 last \n"
+	    "Cn 0 BDAT chunk: 0 bytes, LAST\n"
+	    "Cc 0 BDAT x\n"
+	    "Cc 0 bdat 99999999999999999999\n"
+	    "Sr 250 250 ok\n"
+	    "Sr 501 501 a\n"
+	    "Sr 501 501 b\n"
+	    "Cc 0 BDAT 10\n"
+	    "Cn 0 BDAT chunk incomplete: 5 of 10 bytes\n");
+	assert_int_equal(st.messages_accepted, 1);
+	free(t);
+	script_free(&s);
+}
+
+/* ---- framing, bounds, end of stream ---- */
+
+static void
+test_long_lines_bounded(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	struct log l;
+	char *big = malloc(1024 * 1024), *t, want[64];
+
+	(void)state;
+	memset(big, 'A', 1024 * 1024);
+	adds(&s, SMTP_SERVER, "220 x\r\n");
+	add(&s, SMTP_CLIENT, big, 1024 * 1024);
+	adds(&s, SMTP_CLIENT, "\r\n");
+	memcpy(big, "250-", 4);
+	add(&s, SMTP_SERVER, big, 1024 * 1024);
+	adds(&s, SMTP_SERVER, "\n250 ok\r\n");
+	t = run(&s, 4096, 0, &st, &l);
+	snprintf(want, sizeof want, " [+%d bytes]\n", 1024 * 1024 - SMTP_LINE_MAX);
+	assert_true(contains(t, want, strlen(want)));
+	snprintf(want, sizeof want, " [+%d bytes] [LF]\n", 1024 * 1024 -
+	    SMTP_LINE_MAX);
+	assert_true(contains(t, want, strlen(want)));
+	assert_true(l.maxlen < SMTP_LINE_MAX + 40);
+	assert_int_equal(l.records, 4);
+	free(t);
+	free(big);
+	script_free(&s);
+}
+
+static void
+test_eof_partial(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *t;
+
+	(void)state;
+	adds(&s, SMTP_SERVER, "220 x\r\n");
+	adds(&s, SMTP_CLIENT, "DATA\r\n");
+	adds(&s, SMTP_SERVER, "354 go\r\n");
+	adds(&s, SMTP_CLIENT, "H: v\r\n\r\nbody\r\npart");
+	add_eof(&s, SMTP_CLIENT);
+	adds(&s, SMTP_SERVER, "421 4.4.2 timeout\r");
+	add_eof(&s, SMTP_SERVER);
+	t = run_all_ways(&s, &st);
+	assert_string_equal(t,
+	    "Sr 220 220 x\n"
+	    "Cc 0 DATA\n"
+	    "Sr 354 354 go\n"
+	    "Ch 0 (header) H: v\n"
+	    "Cn 0 message incomplete (no end of data): 18 bytes, 4 lines, "
+	    "longest line 4 bytes\n"
+	    "Sr 421 421 4.4.2 timeout\\r [no CRLF]\n");
+	free(t);
+	script_free(&s);
+	adds(&s, SMTP_SERVER, "220 x\r\n");
+	adds(&s, SMTP_CLIENT, "QUI");
+	add_eof(&s, SMTP_CLIENT);
+	adds(&s, SMTP_CLIENT, "ignored after eof\r\n");
+	t = run_all_ways(&s, &st);
+	assert_string_equal(t, "Sr 220 220 x\nCc 0 QUI [no CRLF]\n");
+	assert_int_equal(st.commands, 0);
+	free(t);
+	script_free(&s);
+}
+
+static void
+test_starttls_opaque(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *t;
+
+	(void)state;
+	adds(&s, SMTP_SERVER, "220 x\r\n");
+	adds(&s, SMTP_CLIENT, "STARTTLS\r\n");
+	adds(&s, SMTP_SERVER, "220 go ahead\r\n");
+	add(&s, SMTP_CLIENT, "\x16\x03\x01\x02\0\n\n\nAUTH PLAIN x\r\n", 22);
+	adds(&s, SMTP_SERVER, "\x16\x03\x03\n250 x\r\n");
+	add_eof(&s, SMTP_CLIENT);
+	t = run_all_ways(&s, &st);
+	assert_string_equal(t,
+	    "Sr 220 220 x\n"
+	    "Cc 0 STARTTLS\n"
+	    "Sr 220 220 go ahead\n"
+	    "Sn 0 STARTTLS accepted: what follows is encrypted and not parsed\n");
+	free(t);
+	script_free(&s);
+}
+
+static void
+test_pipeline_overflow(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	struct log l;
+	char c[70 * 6 + 1], r[70 * 8 + 1], *t;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 70; i++) {
+		memcpy(c + 6 * i, "NOOP\r\n", 6);
+		memcpy(r + 8 * i, "250 ok\r\n", 8);
+	}
+	adds(&s, SMTP_SERVER, "220 x\r\n");
+	add(&s, SMTP_CLIENT, c, 70 * 6);
+	add(&s, SMTP_SERVER, r, 70 * 8);
+	t = run(&s, 0, 0, &st, &l);
+	assert_int_equal(st.commands, 70);
+	assert_true(contains(t, "Cn 0 more than 64 commands awaiting replies", 0));
+	/* After the overflow, client lines are hidden, not guessed at. */
+	assert_true(contains(t, "Cc 0 [4 bytes, not shown]\n", 0));
+	assert_true(contains(t, "Sn 0 unexpected reply", 0));
+	free(t);
+	script_free(&s);
+}
+
+/* Pieces of SMTP and junk, glued at random: no crash, same records. */
+static const char *const soup[] = {
+	"220 x\r\n", "250-a\r\n", "250 b\r\n", "334 VXNlcm5hbWU6\r\n",
+	"334 \r\n", "354 go\r\n", "235 ok\r\n", "535 no\r\n", "\r\n",
+	"\n", "\r", ".\r\n", ".\n", "AUTH PLAIN ", "AUTH LOGIN\r\n",
+	"AUTH", "DATA\r\n", "BDAT 5\r\n", "BDAT 3 LAST\r\n", "*\r\n",
+	"YWxpY2U=\r\n", "Subject: s\r\n", " fold\r\n", "STARTTLS\r\n",
+	"\x1b[2J", "\xc3\xa4", "\xff", "=", "MAIL FROM:<a>\r\n", "99",
+};
+
+static uint32_t
+rnd(uint32_t *seed)
+{
+	*seed = *seed * 1103515245u + 12345u;
+	return *seed >> 8;
+}
+
+static void
+test_random_soup(void **state)
+{
+	struct script s = { .n = 0 };
+	char buf[512], *a, *b, *c;
+	uint32_t seed = 42;
+	size_t len, k;
+	int iter, ev, pieces;
+
+	(void)state;
+	for (iter = 0; iter < 300; iter++) {
+		for (ev = 0; ev < 40; ev++) {
+			len = 0;
+			pieces = 1 + (int)(rnd(&seed) % 6);
+			while (pieces-- > 0) {
+				k = rnd(&seed) % (sizeof soup / sizeof soup[0]);
+				memcpy(buf + len, soup[k], strlen(soup[k]));
+				len += strlen(soup[k]);
+			}
+			if (rnd(&seed) % 8 == 0)
+				buf[len++] = '\0';
+			add(&s, rnd(&seed) % 2 ? SMTP_CLIENT : SMTP_SERVER, buf,
+			    len);
+		}
+		add_eof(&s, SMTP_CLIENT);
+		add_eof(&s, SMTP_SERVER);
+		a = run(&s, 0, 0, NULL, NULL);
+		b = run(&s, 1, 0, NULL, NULL);
+		c = run(&s, 1 + rnd(&seed) % 13, 0, NULL, NULL);
+		assert_string_equal(a, b);
+		assert_string_equal(a, c);
+		free(a);
+		free(b);
+		free(c);
+		script_free(&s);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_session),
+		cmocka_unit_test(test_session_byte_at_a_time),
+		cmocka_unit_test(test_auth_login_initial_response),
+		cmocka_unit_test(test_auth_fail_closed),
+		cmocka_unit_test(test_unexpected_334_masks),
+		cmocka_unit_test(test_unexpected_reply),
+		cmocka_unit_test(test_data_header_limit),
+		cmocka_unit_test(test_data_refused),
+		cmocka_unit_test(test_data_before_354),
+		cmocka_unit_test(test_data_smuggling),
+		cmocka_unit_test(test_bdat_zero_and_bad),
+		cmocka_unit_test(test_long_lines_bounded),
+		cmocka_unit_test(test_eof_partial),
+		cmocka_unit_test(test_starttls_opaque),
+		cmocka_unit_test(test_pipeline_overflow),
+		cmocka_unit_test(test_random_soup),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
