@@ -807,7 +807,16 @@ session_up_eventcb(struct bufferevent *bev, short what, void *arg)
 		session_relay(s, s->up, s->cli, SMTP_SERVER);
 		if (s->parser != NULL)
 			smtp_eof(s->parser, SMTP_SERVER);
-		if (what & BEV_EVENT_EOF)
+		if ((what & BEV_EVENT_EOF) && s->tls_up) {
+			/* SMTP itself tells a truncation from a proper end (221,
+			 * the reply to "."): say which kind of close this was. */
+			SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+			transcript_note(s->id, "upstream closed the connection (%s)",
+			    ssl != NULL && (SSL_get_shutdown(ssl) &
+			    SSL_RECEIVED_SHUTDOWN) ? "TLS close_notify received" :
+			    "without TLS close_notify");
+		} else if (what & BEV_EVENT_EOF)
 			transcript_note(s->id, "upstream closed the connection");
 		else {
 			int err = EVUTIL_SOCKET_ERROR();
