@@ -68,7 +68,21 @@ case "${1:-}" in
 --test)
 	install_deps
 	build
-	make check VERBOSE=1
+	status=0
+	make check VERBOSE=1 || status=$?
+	# The per-program results, then one total line.
+	grep -h -E '^\[  (PASSED|FAILED)  \]|^[0-9]+ (passed|failed)|^=+ .*(passed|failed)' \
+	    tests/unit/*.log tests/integration/*.log 2>/dev/null || true
+	passed=$(cat tests/unit/*.log tests/integration/*.log 2>/dev/null | sed -n \
+	    -e 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' \
+	    -e 's/^=* *\([0-9]*\) passed.*/\1/p' -e 's/^=* *[0-9]* failed, \([0-9]*\) passed.*/\1/p' |
+	    awk '{n += $1} END {print n + 0}')
+	failed=$(cat tests/unit/*.log tests/integration/*.log 2>/dev/null | sed -n \
+	    -e 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' \
+	    -e 's/^=* *\([0-9]*\) failed.*/\1/p' |
+	    awk '{n += $1} END {print n + 0}')
+	echo "tests: $passed passed, $failed failed"
+	exit $status
 	;;
 -h|--help)
 	sed -n '2,10s/^# \{0,1\}//p' "$0"

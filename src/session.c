@@ -97,6 +97,7 @@ struct session {
 	time_t			 last_activity;
 	int			 cli_throttled;	/* cli reads off: upstream output full */
 	int			 up_throttled;	/* upstream reads off: cli output full */
+	int			 up_shut_pending; /* pass the MUA's close on once drained */
 	uint64_t		 bytes_c2s;
 	uint64_t		 bytes_s2c;
 	char			*failure;	/* why the session failed, for the summary */
@@ -357,14 +358,16 @@ session_flush_and_close(struct session *s)
 
 /*
  * Before the relay, the upstream could not be used: tell the MUA why in its
- * greeting ("421 <status> smtptap: <reason>") and close. Ends the session.
+ * greeting ("421 <status> smtptap: <reason>") and close. The transcript gets
+ * the reason and the detail too. Ends the session.
  */
 static void
-session_fail(struct session *s, const char *status, const char *fmt, ...)
-    PRINTFLIKE(3, 4);
+session_fail(struct session *s, const char *status, const char *detail,
+    const char *fmt, ...) PRINTFLIKE(4, 5);
 
 static void
-session_fail(struct session *s, const char *status, const char *fmt, ...)
+session_fail(struct session *s, const char *status, const char *detail,
+    const char *fmt, ...)
 {
 	va_list ap;
 	struct strbuf reason, line;
@@ -375,7 +378,10 @@ session_fail(struct session *s, const char *status, const char *fmt, ...)
 	va_end(ap);
 	free(s->failure);
 	s->failure = xstrdup(strbuf_str(&reason));
-	transcript_note(s->id, "failed: %s", strbuf_str(&reason));
+	if (detail != NULL && *detail != '\0')
+		transcript_note(s->id, "failed: %s; %s", strbuf_str(&reason), detail);
+	else
+		transcript_note(s->id, "failed: %s", strbuf_str(&reason));
 	session_free_upstream(s);
 	if (s->cli != NULL) {
 		strbuf_init(&line, 0);
@@ -451,7 +457,7 @@ session_start_tls(struct session *s)
 
 	s->peer.enforce = o->verify;
 	if ((ssl = tls_ssl_new(s->svc->ssl_ctx, name, &s->peer, &cause)) == NULL) {
-		session_fail(s, "4.7.0", "%s", cause);
+		session_fail(s, "4.7.0", NULL, "%s", cause);
 		free(cause);
 		return;
 	}
@@ -462,7 +468,7 @@ session_start_tls(struct session *s)
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (filter == NULL) {
 		/* libevent has freed ssl; s->up is still ours. */
-		session_fail(s, "4.7.0", "cannot start TLS: out of resources");
+		session_fail(s, "4.7.0", NULL, "cannot start TLS: out of resources");
 		return;
 	}
 	s->up = filter;
@@ -503,7 +509,7 @@ session_tls_up(struct session *s)
 		strbuf_printf(&sb, "verification ok (name \"%s\")", s->peer.name);
 	else {
 		strbuf_adds(&sb, "verification FAILED: ");
-		tls_describe_verify(&s->peer, &sb);
+		tls_describe_verify(&s->peer, &sb, &sb);
 		if (s->peer.nerrors > 1)
 			strbuf_printf(&sb, " (and %d more errors)", s->peer.nerrors - 1);
 		strbuf_adds(&sb, "; continuing because of --no-verify");
@@ -525,27 +531,31 @@ static void
 session_handshake_failed(struct session *s, short what)
 {
 	const struct options *o = s->svc->opts;
-	struct strbuf sb;
+	struct strbuf why, detail;
 	int not_tls = 0;
 
-	strbuf_init(&sb, 0);
+	strbuf_init(&why, 0);
+	strbuf_init(&detail, 0);
 	if (s->peer.nerrors > 0 && s->peer.enforce) {
-		tls_describe_verify(&s->peer, &sb);
-		session_fail(s, "4.7.0", "%s", strbuf_str(&sb));
-	} else if (what & BEV_EVENT_EOF) {
-		session_fail(s, "4.7.0", "upstream closed the connection during "
-		    "the TLS handshake");
+		tls_describe_verify(&s->peer, &why, &detail);
+		session_fail(s, "4.7.0", strbuf_str(&detail), "%s", strbuf_str(&why));
 	} else {
-		tls_describe_error(s->up, &sb, &not_tls);
+		/* A plaintext server greets and may close at once: its bytes can
+		 * arrive with the EOF, so look at OpenSSL's errors first. */
+		tls_describe_error(s->up, &detail, &not_tls);
 		if (not_tls && o->tls == TLS_MODE_IMPLICIT)
-			session_fail(s, "4.7.0", "upstream does not speak TLS on "
-			    "port %s (try --tls starttls) [%s]", o->upstream.port,
-			    strbuf_str(&sb));
+			session_fail(s, "4.7.0", strbuf_str(&detail), "upstream does "
+			    "not speak TLS on port %s (try --tls starttls)",
+			    o->upstream.port);
+		else if (what & BEV_EVENT_EOF)
+			session_fail(s, "4.7.0", NULL, "upstream closed the "
+			    "connection during the TLS handshake");
 		else
-			session_fail(s, "4.7.0", "TLS handshake with upstream "
-			    "failed: %s", strbuf_str(&sb));
+			session_fail(s, "4.7.0", NULL, "TLS handshake with upstream "
+			    "failed: %s", strbuf_str(&detail));
 	}
-	strbuf_free(&sb);
+	strbuf_free(&why);
+	strbuf_free(&detail);
 }
 
 /* A complete reply to what smtptap itself waited for. May end the session. */
@@ -568,7 +578,7 @@ session_reply_done(struct session *s, size_t leftover)
 			return;
 		}
 		if (leftover > 0) {
-			session_fail(s, "4.4.2", "upstream sent %zu bytes after its "
+			session_fail(s, "4.4.2", NULL, "upstream sent %zu bytes after its "
 			    "greeting before any command", leftover);
 			return;
 		}
@@ -579,16 +589,16 @@ session_reply_done(struct session *s, size_t leftover)
 		return;
 	case SESSION_EHLO:
 		if (s->reply.code != 250) {
-			session_fail(s, "4.7.0", "upstream rejected smtptap's EHLO: "
+			session_fail(s, "4.7.0", NULL, "upstream rejected smtptap's EHLO: "
 			    "%s", s->reply.first);
 			return;
 		}
 		if (!s->reply.starttls) {
-			session_fail(s, "4.7.0", "upstream does not offer STARTTLS");
+			session_fail(s, "4.7.0", NULL, "upstream does not offer STARTTLS");
 			return;
 		}
 		if (leftover > 0) {
-			session_fail(s, "4.7.0", "upstream sent %zu bytes after its "
+			session_fail(s, "4.7.0", NULL, "upstream sent %zu bytes after its "
 			    "EHLO reply", leftover);
 			return;
 		}
@@ -596,13 +606,13 @@ session_reply_done(struct session *s, size_t leftover)
 		return;
 	case SESSION_STARTTLS:
 		if (s->reply.code != 220) {
-			session_fail(s, "4.7.0", "upstream refused STARTTLS: %s",
+			session_fail(s, "4.7.0", NULL, "upstream refused STARTTLS: %s",
 			    s->reply.first);
 			return;
 		}
 		/* CVE-2011-0411 class: nothing may ride along with the 220. */
 		if (leftover > 0) {
-			session_fail(s, "4.7.0", "upstream sent %zu bytes after its "
+			session_fail(s, "4.7.0", NULL, "upstream sent %zu bytes after its "
 			    "220 to STARTTLS (possible injection)", leftover);
 			return;
 		}
@@ -628,13 +638,13 @@ session_dialogue_read(struct session *s)
 		eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
 		if (eol.pos < 0) {
 			if (evbuffer_get_length(in) > REPLY_MAX_LINE) {
-				session_fail(s, "4.4.2", "upstream sent a reply line "
+				session_fail(s, "4.4.2", NULL, "upstream sent a reply line "
 				    "longer than %d bytes", REPLY_MAX_LINE);
 			}
 			return;
 		}
 		if ((size_t)eol.pos > REPLY_MAX_LINE) {
-			session_fail(s, "4.4.2", "upstream sent a reply line longer "
+			session_fail(s, "4.4.2", NULL, "upstream sent a reply line longer "
 			    "than %d bytes", REPLY_MAX_LINE);
 			return;
 		}
@@ -642,7 +652,7 @@ session_dialogue_read(struct session *s)
 		evbuffer_remove(in, line, linelen);
 		if (s->state == SESSION_GREETING) {
 			if (s->greeting.len + linelen > GREETING_MAX) {
-				session_fail(s, "4.4.2", "upstream greeting is longer "
+				session_fail(s, "4.4.2", NULL, "upstream greeting is longer "
 				    "than %d bytes", GREETING_MAX);
 				return;
 			}
@@ -651,7 +661,7 @@ session_dialogue_read(struct session *s)
 		session_note_line(s, "upstream> ", line, (size_t)eol.pos);
 		rs = reply_feed(&s->reply, line, (size_t)eol.pos);
 		if (rs == REPLY_ERROR) {
-			session_fail(s, "4.4.2", "upstream sent an invalid reply (%s)",
+			session_fail(s, "4.4.2", NULL, "upstream sent an invalid reply (%s)",
 			    s->reply.error);
 			return;
 		}
@@ -725,6 +735,27 @@ session_relay(struct session *s, struct bufferevent *src,
 	}
 }
 
+/*
+ * The MUA closed its side: once everything it sent has gone out, tell the
+ * server too (TLS close_notify, or a TCP half-close), so that a server that
+ * waits for more commands ends the session instead of idling.
+ */
+static void
+session_up_shutdown(struct session *s)
+{
+	SSL *ssl;
+
+	if (s->up == NULL ||
+	    evbuffer_get_length(bufferevent_get_output(s->up)) > 0)
+		return;
+	s->up_shut_pending = 0;
+	if (s->tls_up) {
+		if ((ssl = bufferevent_openssl_get_ssl(s->up)) != NULL)
+			SSL_shutdown(ssl);
+	} else
+		shutdown(bufferevent_getfd(s->up), SHUT_WR);
+}
+
 static void
 session_up_readcb(struct bufferevent *bev, void *arg)
 {
@@ -750,6 +781,11 @@ static void
 session_up_writecb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
+
+	if (s->up_shut_pending) {
+		session_up_shutdown(s);
+		return;
+	}
 
 	if (s->cli_throttled && s->cli != NULL &&
 	    evbuffer_get_length(bufferevent_get_output(bev)) <= RELAY_HIWAT / 2) {
@@ -793,12 +829,12 @@ session_up_eventcb(struct bufferevent *bev, short what, void *arg)
 		session_handshake_failed(s, what);
 		return;
 	case SESSION_GREETING:
-		session_fail(s, "4.4.2", "upstream closed the connection before "
+		session_fail(s, "4.4.2", NULL, "upstream closed the connection before "
 		    "its greeting");
 		return;
 	case SESSION_EHLO:
 	case SESSION_STARTTLS:
-		session_fail(s, "4.4.2", "upstream closed the connection during "
+		session_fail(s, "4.4.2", NULL, "upstream closed the connection during "
 		    "smtptap's %s", s->state == SESSION_EHLO ? "EHLO" : "STARTTLS");
 		return;
 	case SESSION_RELAY:
@@ -862,6 +898,10 @@ session_cli_eventcb(struct bufferevent *bev, short what, void *arg)
 			transcript_note(s->id, "client closed the connection");
 			bufferevent_disable(bev, EV_READ);
 			session_enter(s, SESSION_CLIENT_GONE);
+			s->cli_throttled = 0;
+			bufferevent_setwatermark(s->up, EV_WRITE, 0, 0);
+			s->up_shut_pending = 1;
+			session_up_shutdown(s);
 			return;
 		}
 	}
@@ -884,21 +924,21 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 	switch (s->state) {
 	case SESSION_GREETING:
 		if (o->tls == TLS_MODE_STARTTLS)
-			session_fail(s, "4.4.2", "upstream sent no greeting within "
+			session_fail(s, "4.4.2", NULL, "upstream sent no greeting within "
 			    "%gs (a server that expects TLS at once, as on port 465, "
 			    "needs --tls implicit)", o->greeting_timeout);
 		else
-			session_fail(s, "4.4.2", "upstream sent no greeting within "
+			session_fail(s, "4.4.2", NULL, "upstream sent no greeting within "
 			    "%gs", o->greeting_timeout);
 		return;
 	case SESSION_EHLO:
 	case SESSION_STARTTLS:
-		session_fail(s, "4.4.2", "upstream did not answer smtptap's %s "
+		session_fail(s, "4.4.2", NULL, "upstream did not answer smtptap's %s "
 		    "within %gs", s->state == SESSION_EHLO ? "EHLO" : "STARTTLS",
 		    o->greeting_timeout);
 		return;
 	case SESSION_HANDSHAKE:
-		session_fail(s, "4.4.2", "TLS handshake with upstream timed out "
+		session_fail(s, "4.4.2", NULL, "TLS handshake with upstream timed out "
 		    "after %gs", o->tls_timeout);
 		return;
 	case SESSION_RELAY:
@@ -930,7 +970,7 @@ session_connected_cb(struct bufferevent *bev, const char *status,
 
 	s->connector = NULL;
 	if (bev == NULL) {
-		session_fail(s, status, "%s", reason);
+		session_fail(s, status, NULL, "%s", reason);
 		return;
 	}
 	s->up = bev;
@@ -996,5 +1036,5 @@ session_start(struct service *svc, int fd, const struct sockaddr *sa,
 	s->connector = upstream_connect(svc->base, svc->dns, &svc->opts->upstream,
 	    svc->opts->connect_timeout, s->id, session_connected_cb, s);
 	if (s->connector == NULL)
-		session_fail(s, "4.3.0", "out of resources");
+		session_fail(s, "4.3.0", NULL, "out of resources");
 }

@@ -354,7 +354,7 @@ smtp_body_line(struct smtp *p, int eof)
 {
 	struct smtp_line *l = &p->line[SMTP_CLIENT];
 	int crlf;
-	size_t len = smtp_line_len(l, eof, &crlf);
+	size_t len = smtp_line_len(l, eof, &crlf), stuffed;
 
 	if (crlf && len == 1 && l->first == '.') {
 		smtp_headers_end(p);
@@ -370,12 +370,15 @@ smtp_body_line(struct smtp *p, int eof)
 		smtp_note(p, SMTP_CLIENT, "client sent message data before "
 		    "the reply to DATA; its headers are not shown");
 	}
+	/* Sizes are of the message as stored: without the stuffed dot that
+	 * RFC 5321 4.5.2 puts before a line starting with ".". */
+	stuffed = l->total > 0 && l->first == '.';
 	p->b.lines++;
-	p->b.bytes += l->total + (eof ? 0 : 1);
+	p->b.bytes += l->total + (eof ? 0 : 1) - stuffed;
 	if (!eof && !crlf)
 		p->b.bare_lf++;
-	if (len > p->b.longest)
-		p->b.longest = len;
+	if (len - stuffed > p->b.longest)
+		p->b.longest = len - stuffed;
 	if (p->b.in_headers && !eof)
 		smtp_body_header(p, l, len, crlf);
 }

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/bufferevent.h>
@@ -45,16 +46,12 @@ tls_x509_name(X509_NAME *name, char *buf, size_t size)
 static void
 tls_asn1_time(const ASN1_TIME *t, char *buf, size_t size)
 {
-	BIO *bio = BIO_new(BIO_s_mem());
-	char *data;
-	long n;
+	struct tm tm;
 
-	buf[0] = '\0';
-	if (bio == NULL)
-		return;
-	if (ASN1_TIME_print(bio, t) == 1 && (n = BIO_get_mem_data(bio, &data)) > 0)
-		snprintf(buf, size, "%.*s", (int)n, data);
-	BIO_free(bio);
+	/* ISO 8601 in UTC, like the transcript's own timestamps. */
+	if (ASN1_TIME_to_tm(t, &tm) != 1 ||
+	    strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(buf, size, "?");
 }
 
 /* Records every verification error; fails the handshake only when enforcing. */
@@ -256,28 +253,29 @@ tls_presented_names(X509 *cert, struct strbuf *sb)
 }
 
 void
-tls_describe_verify(const struct tls_peer *peer, struct strbuf *sb)
+tls_describe_verify(const struct tls_peer *peer, struct strbuf *why,
+    struct strbuf *detail)
 {
-	const char *why = X509_verify_cert_error_string(peer->error);
+	const char *text = X509_verify_cert_error_string(peer->error);
 
 	switch (peer->error) {
 	case X509_V_ERR_HOSTNAME_MISMATCH:
 	case X509_V_ERR_IP_ADDRESS_MISMATCH:
-		strbuf_printf(sb, "upstream certificate does not match %s (presented: ",
-		    peer->name);
+		strbuf_printf(why, "upstream certificate does not match %s "
+		    "(presented: ", peer->name);
 		if (peer->leaf != NULL)
-			tls_presented_names(peer->leaf, sb);
+			tls_presented_names(peer->leaf, why);
 		else
-			strbuf_adds(sb, "no certificate");
-		strbuf_adds(sb, ")");
+			strbuf_adds(why, "no certificate");
+		strbuf_adds(why, ")");
 		break;
 	case X509_V_ERR_CERT_HAS_EXPIRED:
-		strbuf_printf(sb, "upstream certificate has expired (\"%s\" %s)",
-		    peer->subject, peer->validity);
+		strbuf_printf(why, "upstream certificate has expired (%s)",
+		    peer->validity);
 		break;
 	case X509_V_ERR_CERT_NOT_YET_VALID:
-		strbuf_printf(sb, "upstream certificate is not yet valid (\"%s\" %s)",
-		    peer->subject, peer->validity);
+		strbuf_printf(why, "upstream certificate is not yet valid (%s)",
+		    peer->validity);
 		break;
 	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
 	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
@@ -285,15 +283,18 @@ tls_describe_verify(const struct tls_peer *peer, struct strbuf *sb)
 	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
 	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
 	case X509_V_ERR_CERT_UNTRUSTED:
-		strbuf_printf(sb, "upstream certificate is not trusted: %s "
-		    "(depth %d, \"%s\")", why, peer->depth, peer->subject);
+		strbuf_printf(why, "upstream certificate is not trusted: %s", text);
 		break;
 	default:
-		strbuf_printf(sb, "upstream certificate failed verification: %s "
-		    "(error %d, depth %d, \"%s\")", why, peer->error, peer->depth,
-		    peer->subject);
+		strbuf_printf(why, "upstream certificate failed verification: %s",
+		    text);
 		break;
 	}
+	/* Which certificate of the chain, for the transcript. */
+	strbuf_printf(detail, "%sOpenSSL error %d at depth %d, subject \"%s\"",
+	    detail == why ? " (" : "", peer->error, peer->depth, peer->subject);
+	if (detail == why)
+		strbuf_adds(detail, ")");
 }
 
 void

@@ -36,8 +36,13 @@ void	 tls_peer_clear(struct tls_peer *);
 void	 tls_describe_session(SSL *, struct strbuf *);
 /* "subject "CN=..." issuer "CN=..." SAN DNS:a, IP:b valid until ..." */
 void	 tls_describe_cert(X509 *, struct strbuf *);
-/* Why verification failed, in words, e.g. "upstream certificate has expired (...)". */
-void	 tls_describe_verify(const struct tls_peer *, struct strbuf *);
+/*
+ * Why verification failed, in words for the MUA's 421 ("upstream certificate
+ * has expired (...)"), and which certificate for the transcript. The two
+ * strbufs may be the same one.
+ */
+void	 tls_describe_verify(const struct tls_peer *, struct strbuf *why,
+	    struct strbuf *detail);
 /*
  * Why a handshake failed, from libevent's copy of the OpenSSL error queue
  * and errno. Sets *not_tls when the peer answered with something that is not

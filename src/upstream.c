@@ -147,7 +147,6 @@ upstream_step_cb(evutil_socket_t fd, short what, void *arg)
 		hints.ai_family = AF_UNSPEC;
 		hints.ai_socktype = SOCK_STREAM;
 		hints.ai_protocol = IPPROTO_TCP;
-		hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
 		u->state = UPSTREAM_RESOLVING;
 		evtimer_add(u->timer, &u->timeout);
 		u->dnsreq = evdns_getaddrinfo(u->dns, u->hp.host, u->hp.port,

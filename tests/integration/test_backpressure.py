@@ -129,6 +129,13 @@ class Sink:
                 time.sleep(self.stall_seconds)
 
 
+def sanitized(binary):
+    """ASan keeps freed memory in quarantine and adds shadow memory: the RSS
+    bounds below are then looser, but still far below the bytes relayed."""
+    with open(binary, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -213,7 +220,8 @@ def sink_factory(pki):
 
 
 @pytest.mark.parametrize("mode", ["starttls", "implicit"])
-def test_bulk_message_is_byte_exact_and_memory_stays_flat(mode, sink_factory, tap_factory, pki):
+def test_bulk_message_is_byte_exact_and_memory_stays_flat(mode, sink_factory, tap_factory, pki,
+                                                          smtptap_bin):
     """A 1 GiB message crosses smtptap unchanged while its RSS stays small."""
     sink = sink_factory(mode=mode)
     tap = tap_factory(sink.address, "--ca-file", pki.ca, "--tls", mode)
@@ -225,17 +233,18 @@ def test_bulk_message_is_byte_exact_and_memory_stays_flat(mode, sink_factory, ta
     tap.wait_summary(1)
     assert "messages 1 accepted" in tap.transcript()
     # Relay buffers are bounded at a few hundred KiB per direction.
-    assert peak - base < 16 * 1024, "RSS grew from %d to %d KiB" % (base, peak)
+    limit = (96 if sanitized(smtptap_bin) else 16) * 1024
+    assert peak - base < limit, "RSS grew from %d to %d KiB" % (base, peak)
 
 
-def test_stalled_upstream_throttles_the_client(sink_factory, tap_factory, pki):
+def test_stalled_upstream_throttles_the_client(sink_factory, tap_factory, pki, smtptap_bin):
     """While the server stops reading, smtptap stops reading the client: memory
     stays bounded instead of buffering what the client keeps sending."""
     sink = sink_factory(stall_after=4 << 20, stall_seconds=3.0)
     tap = tap_factory(sink.address, "--ca-file", pki.ca)
     base = rss_kib(tap.proc.pid)
     result = {}
-    sender = threading.Thread(target=lambda: result.update(sent=send_message(tap.port, 64)))
+    sender = threading.Thread(target=lambda: result.update(sent=send_message(tap.port, 160)))
     sender.start()
     assert sink.stalling.wait(20), "sink never received 4 MiB"
     watch = RssWatch(tap.proc.pid)
@@ -244,7 +253,9 @@ def test_stalled_upstream_throttles_the_client(sink_factory, tap_factory, pki):
     sender.join(60)
     assert not sender.is_alive()
     assert sink.bodies == [result["sent"]]
-    assert peak - base < 8 * 1024, "RSS grew from %d to %d KiB during the stall" % (base, peak)
+    # Without backpressure smtptap would hold most of the 160 MiB sent.
+    limit = (48 if sanitized(smtptap_bin) else 8) * 1024
+    assert peak - base < limit, "RSS grew from %d to %d KiB during the stall" % (base, peak)
 
 
 def test_sessions_release_their_file_descriptors(sink_factory, tap_factory, pki):
