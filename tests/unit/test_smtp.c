@@ -257,7 +257,7 @@ static const char session_expected[] =
 	"Ch 0 (header) X-Folded: a\n"
 	"Ch 0 (header) \\tb\n"
 	"Ch 0 (header) From: \\x1b[2J<alice@example.org> [LF]\n"
-	"Cn 0 message: 113 bytes, 10 lines, longest line 29 bytes, "
+	"Cn 0 message: 112 bytes, 10 lines, longest line 29 bytes, "
 	    "2 bare LF, 1 bare CR, 1 NUL\n"
 	"Cc 0 .\n"
 	"Sr 250 250 2.0.0 Ok: queued as 1\n"
