@@ -7,12 +7,16 @@ accepts the user "demo@example.org" with the password "demo-password".
 Delivered messages are summarised on stdout, not stored.
 """
 import socket
+import warnings
 import ssl
 import sys
 import time
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+# aiosmtpd 1.4 warns about its own internals on every login.
+warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 USER = b"demo@example.org"
 PASSWORD = b"demo-password"
