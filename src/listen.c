@@ -17,6 +17,7 @@
 #include "hostport.h"
 #include "listen.h"
 #include "log.h"
+#include "options.h"
 #include "session.h"
 #include "transcript.h"
 #include "xmalloc.h"
@@ -34,13 +35,81 @@ struct listener {
 };
 
 static void
+listen_fmt(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
+{
+	char host[64], port[8];
+
+	if (getnameinfo(sa, len, host, sizeof host, port, sizeof port,
+	    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+		snprintf(buf, size, "?");
+	else if (sa->sa_family == AF_INET6)
+		snprintf(buf, size, "[%s]:%s", host, port);
+	else
+		snprintf(buf, size, "%s:%s", host, port);
+}
+
+/*
+ * Turn a client away with one reply line. The socket is fresh, so its send
+ * buffer is empty and the short write cannot block; the client sends
+ * nothing before the greeting, so closing does not reset the connection.
+ */
+static void
+listen_refuse(struct listener *l, int fd, const char *why, const char *reply)
+{
+	char line[256];
+	int n;
+
+	n = snprintf(line, sizeof line, "%s\r\n", reply);
+	if (n > 0 && (size_t)n < sizeof line &&
+	    send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == -1)
+		log_debug("refusing a client on %s: %s", l->addr, strerror(errno));
+	transcript_note(TRANSCRIPT_NOSESSION, "%s%s%srefused a client on %s: %s",
+	    l->svc->name != NULL ? "[" : "", l->svc->name != NULL ?
+	    l->svc->name : "", l->svc->name != NULL ? "] " : "", l->addr, why);
+	close(fd);
+}
+
+static void
 listen_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct listener *l = arg;
+	struct service *svc = l->svc;
+	const struct options *o = svc->opts;
+	char peer[80], why[160], reply[200];
+	unsigned total = 0;
+	size_t i;
 
 	l->backoff_ms = 0;
-	session_start(l->svc, fd, sa, (socklen_t)salen);
+	if (o->nallow != 0 && !cidr_match(o->allow, o->nallow, sa)) {
+		listen_fmt(sa, (socklen_t)salen, peer, sizeof peer);
+		/* The reply names the address, without its port. */
+		if (sa->sa_family == AF_INET6 && peer[0] == '[')
+			peer[strcspn(peer, "]") + 1] = '\0';
+		else
+			peer[strcspn(peer, ":")] = '\0';
+		snprintf(why, sizeof why, "%s is not in the allow list", peer);
+		snprintf(reply, sizeof reply, "554 5.7.1 smtptap: %s is not "
+		    "allowed to use this service", peer);
+		listen_refuse(l, fd, why, reply);
+		return;
+	}
+	for (i = 0; i < svc->nall; i++)
+		total += svc->all[i].sessions;
+	if (svc->nall == 0)
+		total = svc->sessions;
+	if (svc->sessions >= o->max_sessions || total >= o->max_sessions_total) {
+		snprintf(why, sizeof why, "too many sessions (%u %s)",
+		    svc->sessions >= o->max_sessions ? o->max_sessions :
+		    o->max_sessions_total, svc->sessions >= o->max_sessions ?
+		    "in this service" : "in all");
+		snprintf(reply, sizeof reply, "421 4.3.2 smtptap: too many "
+		    "sessions (%u)", svc->sessions >= o->max_sessions ?
+		    o->max_sessions : o->max_sessions_total);
+		listen_refuse(l, fd, why, reply);
+		return;
+	}
+	session_start(svc, fd, sa, (socklen_t)salen);
 }
 
 static void
@@ -70,20 +139,6 @@ listen_error_cb(struct evconnlistener *lev, void *arg)
 	tv.tv_sec = l->backoff_ms / 1000;
 	tv.tv_usec = (l->backoff_ms % 1000) * 1000;
 	evtimer_add(l->resume, &tv);
-}
-
-static void
-listen_fmt(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
-{
-	char host[64], port[8];
-
-	if (getnameinfo(sa, len, host, sizeof host, port, sizeof port,
-	    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-		snprintf(buf, size, "?");
-	else if (sa->sa_family == AF_INET6)
-		snprintf(buf, size, "[%s]:%s", host, port);
-	else
-		snprintf(buf, size, "%s:%s", host, port);
 }
 
 struct listener *

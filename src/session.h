@@ -11,6 +11,8 @@
 
 #include <sys/socket.h>
 
+#include <stddef.h>
+
 #include <openssl/ssl.h>
 
 struct event_base;
@@ -20,6 +22,7 @@ struct session;
 
 /* What every session shares: settings, the TLS context, the loop. */
 struct service {
+	const char		*name;		/* config [section]; NULL: command line */
 	const struct options	*opts;
 	SSL_CTX			*ssl_ctx;	/* NULL with --tls none */
 	struct event_base	*base;
@@ -29,6 +32,8 @@ struct service {
 	unsigned		 sessions;	/* open now */
 	unsigned long long	 total;		/* since start */
 	void			(*on_close)(struct service *);	/* --once */
+	struct service		*all;		/* every service, for the total */
+	size_t			 nall;		/* limit (max_sessions_total) */
 };
 
 void	session_start(struct service *, int fd, const struct sockaddr *,

@@ -134,6 +134,79 @@ test_usage_errors_name_the_flag(void **state)
 }
 
 static void
+test_new_flags(void **state)
+{
+	struct options o;
+	char *cause;
+
+	assert_int_equal(parse(&o, &cause, "--max-sessions", "5",
+	    "--max-sessions-total", "9", "--session-timeout", "60",
+	    "--user", "nobody", "--format", "json", "--shutdown-grace", "0",
+	    "-l", "0.0.0.0:2525", "--allow", "10.0.0.0/8,::1 192.0.2.1",
+	    "mx", NULL), OPTIONS_RUN);
+	assert_int_equal(o.max_sessions, 5);
+	assert_int_equal(o.max_sessions_total, 9);
+	assert_true(o.session_timeout == 60);
+	assert_string_equal(o.user, "nobody");
+	assert_int_equal(o.format, LOG_FORMAT_JSON);
+	assert_true(o.shutdown_grace == 0);
+	assert_int_equal(o.nallow, 3);
+	options_free(&o);
+}
+
+static void
+test_config_mode(void **state)
+{
+	struct options o;
+	char *cause;
+
+	assert_int_equal(parse(&o, &cause, "-c", "/etc/x.conf", "-t", "--once",
+	    NULL), OPTIONS_RUN);
+	assert_string_equal(o.config, "/etc/x.conf");
+	assert_true(o.check_config);
+	assert_true(o.once);
+	options_free(&o);
+	usage("HOST[:PORT]: not allowed with -c", "-c", "x.conf", "mx", NULL);
+	usage("-l/--listen: not allowed with -c", "-l", "1", "-c", "x.conf", NULL);
+	usage("--ca-file: not allowed with -c", "-c", "x", "--ca-file", "y",
+	    NULL);
+	usage("-t/--check-config: needs -c", "-t", "mx", NULL);
+	usage("not a loopback address", "-l", "0.0.0.0:25", "mx", NULL);
+	usage("--allow", "--allow", "10.0.0.1/8", "mx", NULL);
+	usage("--format", "--format", "xml", "mx", NULL);
+	usage("--max-sessions", "--max-sessions", "0", "mx", NULL);
+}
+
+/* One table: the config key is the flag's name with '_' for '-'. */
+static void
+test_keys_follow_flags(void **state)
+{
+	const struct option_def *d;
+	char want[64];
+	size_t i, j;
+
+	for (i = 0; i < option_ndefs; i++) {
+		d = &option_defs[i];
+		if (d->scope == OPTION_CLI) {
+			assert_null(d->key);
+			continue;
+		}
+		assert_non_null(d->key);
+		assert_non_null(d->defval);
+		assert_non_null(d->set);
+		if (strcmp(d->name, "no-verify") == 0) {
+			assert_string_equal(d->key, "verify");
+			continue;
+		}
+		for (j = 0; d->name[j] != '\0'; j++)
+			want[j] = d->name[j] == '-' ? '_' : d->name[j];
+		want[j] = '\0';
+		assert_string_equal(d->key, want);
+		assert_ptr_equal(options_find_key(d->key), d);
+	}
+}
+
+static void
 test_help_lists_every_flag(void **state)
 {
 	static const char *flags[] = {
@@ -141,6 +214,9 @@ test_help_lists_every_flag(void **state)
 		"--no-verify", "--sni", "--ehlo", "--log", "--once",
 		"--connect-timeout", "--greeting-timeout", "--tls-timeout",
 		"--idle-timeout", "--resolv-conf", "--version", "--help",
+		"--config", "--check-config", "--max-sessions",
+		"--max-sessions-total", "--session-timeout", "--allow", "--user",
+		"--format", "--shutdown-grace",
 	};
 	char buf[8192];
 	FILE *fp = fmemopen(buf, sizeof buf, "w");
@@ -174,6 +250,9 @@ main(void)
 		cmocka_unit_test(test_port_465_means_implicit),
 		cmocka_unit_test(test_all_flags),
 		cmocka_unit_test(test_usage_errors_name_the_flag),
+		cmocka_unit_test(test_new_flags),
+		cmocka_unit_test(test_config_mode),
+		cmocka_unit_test(test_keys_follow_flags),
 		cmocka_unit_test(test_help_lists_every_flag),
 		cmocka_unit_test(test_help_and_version),
 	};
