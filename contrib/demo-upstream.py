@@ -7,10 +7,10 @@ accepts the user "demo@example.org" with the password "demo-password".
 Delivered messages are summarised on stdout, not stored.
 """
 import socket
-import warnings
 import ssl
 import sys
 import time
+import warnings
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
