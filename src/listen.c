@@ -77,8 +77,7 @@ listen_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	struct service *svc = l->svc;
 	const struct options *o = svc->opts;
 	char peer[80], why[160], reply[200];
-	unsigned total = 0;
-	size_t i;
+	unsigned total;
 
 	l->backoff_ms = 0;
 	if (o->nallow != 0 && !cidr_match(o->allow, o->nallow, sa)) {
@@ -94,10 +93,8 @@ listen_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		listen_refuse(l, fd, why, reply);
 		return;
 	}
-	for (i = 0; i < svc->nall; i++)
-		total += svc->all[i].sessions;
-	if (svc->nall == 0)
-		total = svc->sessions;
+	/* Sessions of a configuration replaced by SIGHUP still count. */
+	total = session_count_all();
 	if (svc->sessions >= o->max_sessions || total >= o->max_sessions_total) {
 		snprintf(why, sizeof why, "too many sessions (%u %s)",
 		    svc->sessions >= o->max_sessions ? o->max_sessions :
@@ -195,6 +192,12 @@ listen_start(struct service *svc, const struct hostport *hp, char **cause)
 	}
 	evconnlistener_set_error_cb(l->lev, listen_error_cb);
 	return l;
+}
+
+void
+listen_set_service(struct listener *l, struct service *svc)
+{
+	l->svc = svc;
 }
 
 const char *

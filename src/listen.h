@@ -17,6 +17,8 @@ struct service;
 /* Binds and listens; on failure *cause says why in one line. */
 struct listener	*listen_start(struct service *, const struct hostport *,
 		    char **cause) WUNRES;
+/* A reload hands the socket to the new settings for the same address. */
+void		 listen_set_service(struct listener *, struct service *);
 /* The address actually bound ("127.0.0.1:2525"), port 0 resolved. */
 const char	*listen_address(const struct listener *);
 void		 listen_free(struct listener *);

@@ -104,6 +104,9 @@ struct session {
 	struct session		*prev, *next;	/* svc->head */
 };
 
+/* Sessions open in all services and all configuration generations. */
+static unsigned session_count;
+
 static void	session_up_readcb(struct bufferevent *, void *);
 static void	session_up_writecb(struct bufferevent *, void *);
 static void	session_up_eventcb(struct bufferevent *, short, void *);
@@ -148,6 +151,19 @@ session_arm(struct session *s, double seconds)
 	evtimer_add(s->timer, &tv);
 }
 
+static double	session_elapsed(const struct session *);
+
+/* The next relay deadline: idle, or the end of the session's lifetime. */
+static double
+session_relay_deadline(const struct session *s, double idle)
+{
+	double left = s->svc->opts->session_timeout - session_elapsed(s);
+
+	if (left < idle)
+		return left > 0 ? left : 0;
+	return idle;
+}
+
 /* The only place that changes s->state; each state's deadline is set here. */
 static void
 session_enter(struct session *s, enum session_state next)
@@ -168,7 +184,7 @@ session_enter(struct session *s, enum session_state next)
 		session_arm(s, o->tls_timeout);
 		break;
 	case SESSION_RELAY:
-		session_arm(s, o->idle_timeout);
+		session_arm(s, session_relay_deadline(s, o->idle_timeout));
 		break;
 	case SESSION_CLIENT_GONE:
 	case SESSION_FLUSHING:
@@ -312,6 +328,7 @@ session_close(struct session *s, const char *why)
 	event_free(s->timer);
 	s->timer = NULL;
 	s->svc->sessions--;
+	session_count--;
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -323,6 +340,12 @@ session_close(struct session *s, const char *why)
 		event_active(s->reaper, EV_TIMEOUT, 0);
 	else
 		free(s);
+}
+
+unsigned
+session_count_all(void)
+{
+	return session_count;
 }
 
 void
@@ -942,9 +965,16 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 		    "after %gs", o->tls_timeout);
 		return;
 	case SESSION_RELAY:
+		if (session_elapsed(s) >= o->session_timeout) {
+			/* A slow talker that never idles still ends. */
+			session_close(s, "session lasted longer than "
+			    "session_timeout");
+			return;
+		}
 		idle = difftime(time(NULL), s->last_activity);
 		if (idle < o->idle_timeout) {
-			session_arm(s, o->idle_timeout - idle);
+			session_arm(s, session_relay_deadline(s,
+			    o->idle_timeout - idle));
 			return;
 		}
 		session_close(s, "idle timeout");
@@ -1009,6 +1039,7 @@ session_start(struct service *svc, int fd, const struct sockaddr *sa,
 	    s->local_addr);
 	svc->sessions++;
 	svc->total++;
+	session_count++;
 	s->next = svc->head;
 	if (svc->head != NULL)
 		svc->head->prev = s;

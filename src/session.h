@@ -31,14 +31,16 @@ struct service {
 	struct session		*head;		/* open sessions */
 	unsigned		 sessions;	/* open now */
 	unsigned long long	 total;		/* since start */
-	void			(*on_close)(struct service *);	/* --once */
-	struct service		*all;		/* every service, for the total */
-	size_t			 nall;		/* limit (max_sessions_total) */
+	/* Called after each session is freed (generations, --once, stop). */
+	void			(*on_close)(struct service *);
+	void			*owner;		/* for on_close */
 };
 
 void	session_start(struct service *, int fd, const struct sockaddr *,
 	    socklen_t);
-/* Closes every open session (shutdown). */
+/* Closes every open session of a service (shutdown). */
 void	session_close_all(struct service *);
+/* Open sessions in every service, old configurations included. */
+unsigned session_count_all(void);
 
 #endif

@@ -17,6 +17,7 @@
 
 static FILE *transcript_fp;
 static int transcript_owned;
+static char *transcript_path;
 
 int
 transcript_open(const char *path, char **cause)
@@ -47,12 +48,41 @@ transcript_open(const char *path, char **cause)
 		return -1;
 	}
 	transcript_owned = 1;
+	free(transcript_path);
+	transcript_path = xstrdup(path);
+	return 0;
+}
+
+int
+transcript_reopen(void)
+{
+	FILE *old = transcript_fp;
+	char *path, *cause = NULL;
+
+	if (!transcript_owned || transcript_path == NULL)
+		return 0;
+	/* logrotate moved the file: continue in a new one at the same path. */
+	path = xstrdup(transcript_path);
+	transcript_owned = 0;
+	if (transcript_open(path, &cause) != 0) {
+		transcript_fp = old;
+		transcript_owned = 1;
+		fprintf(stderr, "smtptap: %s; still writing to the old file\n",
+		    cause);
+		free(cause);
+		free(path);
+		return -1;
+	}
+	fclose(old);
+	free(path);
 	return 0;
 }
 
 void
 transcript_close(void)
 {
+	free(transcript_path);
+	transcript_path = NULL;
 	if (transcript_fp != NULL && transcript_owned)
 		fclose(transcript_fp);
 	else if (transcript_fp != NULL)

@@ -20,6 +20,8 @@
 /* path NULL: stderr; "-": stdout; else a file created 0600, appended to. */
 int	transcript_open(const char *path, char **cause) WUNRES;
 void	transcript_close(void);
+/* Open the file again under its name (after logrotate); 0 for stderr/stdout. */
+int	transcript_reopen(void);
 
 void	transcript_line(uint32_t session, const char *dir, const char *text,
 	    size_t len);

@@ -11,7 +11,7 @@ import signal
 import pytest
 
 from badserver import BadServer
-from helpers import Tap
+from helpers import ConfTap, Tap
 from pki import make_pki
 from upstream import Upstream
 
@@ -139,3 +139,18 @@ def relay(upstream_factory, tap_factory, pki, account):
     up = upstream_factory("starttls", users={user: password})
     tap = tap_factory(up.address, "--ca-file", pki.ca)
     return up, tap
+
+
+@pytest.fixture
+def conftap(smtptap_bin, tmp_path):
+    taps = []
+
+    def start(body, name=None, env=None):
+        tap = ConfTap(smtptap_bin, tmp_path, body, name or "conftap%d" % len(taps),
+                      env=env)
+        taps.append(tap)
+        return tap
+
+    yield start
+    for tap in taps:
+        tap.stop()

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from helpers import SmtpClient, poll
+from helpers import SmtpClient, no_sanitizer, poll, SERVICE_RE, CONF_TIMEOUTS as TIMEOUTS
 
 EX_USAGE = 64
 EX_CONFIG = 78
@@ -18,85 +18,9 @@ EX_CONFIG = 78
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.environ.get("TOP_SRCDIR") or os.path.join(HERE, "..", "..")
 
-# "- * smtptap 0.1.0 [name] listening on 127.0.0.1:PORT, upstream ..."
-SERVICE_RE = re.compile(r"\* smtptap \S+ \[([^\]]+)\] listening on "
-                        r"\[?([0-9a-fA-F:.]+)\]?:(\d+), upstream (\S+)")
-
-# Short timeouts for every service unless a test sets its own.
-TIMEOUTS = "connect_timeout = 2\ngreeting_timeout = 2\ntls_timeout = 2\n"
-
-
 def run(binary, *args, timeout=10):
     return subprocess.run([binary] + list(args), capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def no_sanitizer(text):
-    for marker in ("Sanitizer", "runtime error"):
-        assert marker not in text, text
-
-
-class ConfTap:
-    """smtptap -c FILE, with the transcript in a file named in the config."""
-
-    def __init__(self, binary, tmp_path, body, name="conftap"):
-        self.log = str(tmp_path / (name + ".transcript"))
-        self.path = str(tmp_path / (name + ".conf"))
-        self.err = str(tmp_path / (name + ".stderr"))
-        with open(self.path, "w") as f:
-            f.write("log = %s\n%s%s" % (self.log, TIMEOUTS, body))
-        with open(self.err, "wb") as err:
-            self.proc = subprocess.Popen([binary, "-c", self.path],
-                                         stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=err)
-
-    def transcript(self):
-        try:
-            with open(self.log, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def stderr(self):
-        with open(self.err, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def services(self, n):
-        """Wait for N "listening on" lines; return {name: (port, upstream)}."""
-        def ready():
-            found = SERVICE_RE.findall(self.transcript())
-            if len(found) >= n:
-                return found
-            if self.proc.poll() is not None:
-                raise AssertionError("smtptap exited %s: %s" % (self.proc.returncode,
-                                                              self.stderr()))
-            return None
-        found = poll(ready, what="%d listening lines" % n)
-        return {name: (int(port), up) for name, _, port, up in found}
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        no_sanitizer(self.stderr())
-
-
-@pytest.fixture
-def conftap(smtptap_bin, tmp_path):
-    taps = []
-
-    def start(body, name=None):
-        tap = ConfTap(smtptap_bin, tmp_path, body, name or "conftap%d" % len(taps))
-        taps.append(tap)
-        return tap
-
-    yield start
-    for tap in taps:
-        tap.stop()
 
 
 def send(port, user, password, marker):

@@ -1,0 +1,643 @@
+/*
+ * daemon.c - the running program: configuration generations, listeners,
+ * reload on SIGHUP, graceful stop on SIGTERM/SIGINT, and systemd's
+ * readiness protocol.
+ *
+ * A generation is one reading of the settings: its services and their TLS
+ * contexts. Sessions point into the generation that accepted them, so a
+ * reload makes a new generation for new sessions and retires the old one,
+ * which is freed when its last session ends. Listeners outlive generations:
+ * a listen address that is still configured keeps its socket and simply
+ * serves the new service.
+ */
+#include <sys/types.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include <openssl/ssl.h>
+
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#include "conf.h"
+#include "daemon.h"
+#include "listen.h"
+#include "log.h"
+#include "options.h"
+#include "session.h"
+#include "tls.h"
+#include "transcript.h"
+#include "xmalloc.h"
+
+#define EXIT_CONFIG	78
+
+struct generation {
+	struct conf		 conf;
+	int			 named;		/* from a file: services have names */
+	struct service		*svcs;
+	struct generation	*next;		/* retired, waiting for sessions */
+};
+
+struct bound {
+	struct listener		*l;
+	char			 key[320];	/* configured address (+ name for port 0) */
+};
+
+struct daemon {
+	const struct options	*cli;
+	struct event_base	*base;
+	struct evdns_base	*dns;
+	struct generation	*gen;
+	struct generation	*retired;
+	struct bound		*bound;
+	size_t			 nbound;
+	struct event		*sigint, *sigterm, *sighup, *sigusr1;
+	struct event		*grace;
+	int			 stopping;
+	char			 hostname[256];
+};
+
+static void	daemon_session_closed(struct service *);
+
+static void
+daemon_notify(const char *fmt, ...) PRINTFLIKE(1, 2);
+
+/* systemd's readiness protocol; nothing without systemd. */
+static void
+daemon_notify(const char *fmt, ...)
+{
+#ifdef HAVE_SYSTEMD
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) != -1) {
+		sd_notify(0, msg);
+		free(msg);
+	}
+	va_end(ap);
+#else
+	(void)fmt;
+#endif
+}
+
+static void
+daemon_status(struct daemon *d)
+{
+	daemon_notify("STATUS=%u sessions open, %zu listening", session_count_all(),
+	    d->nbound);
+}
+
+static struct evdns_base *
+daemon_dns(struct event_base *base, const char *path, char **cause)
+{
+	struct evdns_base *dns;
+	int r;
+
+	if ((dns = evdns_base_new(base, 0)) == NULL) {
+		xasprintf(cause, "cannot start the resolver");
+		return NULL;
+	}
+	r = evdns_base_resolv_conf_parse(dns, DNS_OPTIONS_ALL,
+	    path != NULL ? path : "/etc/resolv.conf");
+	/* 1 = file missing: evdns then asks 127.0.0.1, as libc would. */
+	if (r != 0 && !(r == 1 && path == NULL)) {
+		xasprintf(cause, "cannot use resolver configuration %s (error %d)",
+		    path != NULL ? path : "/etc/resolv.conf", r);
+		evdns_base_free(dns, 0);
+		return NULL;
+	}
+	return dns;
+}
+
+static void
+generation_free(struct generation *g)
+{
+	size_t i;
+
+	if (g == NULL)
+		return;
+	for (i = 0; g->svcs != NULL && i < g->conf.nservices; i++)
+		SSL_CTX_free(g->svcs[i].ssl_ctx);
+	free(g->svcs);
+	conf_free(&g->conf);
+	free(g);
+}
+
+static unsigned
+generation_sessions(const struct generation *g)
+{
+	unsigned n = 0;
+	size_t i;
+
+	for (i = 0; i < g->conf.nservices; i++)
+		n += g->svcs[i].sessions;
+	return n;
+}
+
+/*
+ * A problem found after parsing (a CA file, a user): with -c it is a
+ * config error at the line that set the key; without, it names the flag.
+ */
+static void
+generation_problem(struct generation *g, const struct conf_service *cs,
+    const char *key, const char *fmt, ...) PRINTFLIKE(4, 5);
+
+static void
+generation_problem(struct generation *g, const struct conf_service *cs,
+    const char *key, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) == -1)
+		fatalx("out of memory");
+	va_end(ap);
+	if (g->named)
+		conf_error(&g->conf, conf_line(&g->conf, cs, key), cs, "%s", msg);
+	else
+		fprintf(stderr, "smtptap: %s\n", msg);
+	free(msg);
+}
+
+/*
+ * Reads the settings (the -c file, or the command line as one service
+ * without a name) and checks what conf.c cannot: CA files, the user.
+ * Returns NULL with the errors printed.
+ */
+static struct generation *
+generation_load(struct daemon *d)
+{
+	struct generation *g = xcalloc(1, sizeof *g);
+	const struct options *cli = d->cli;
+	struct conf_service *cs;
+	struct service *svc;
+	char *cause = NULL;
+	size_t i;
+	int bad = 0;
+
+	if (cli->config != NULL) {
+		g->named = 1;
+		conf_load(&g->conf, cli->config);
+	} else {
+		g->conf.services = xcalloc(1, sizeof *g->conf.services);
+		g->conf.nservices = 1;
+		options_copy(&g->conf.services[0].opts, cli);
+		options_copy(&g->conf.global, cli);
+	}
+	if (g->conf.global.user != NULL && getpwnam(g->conf.global.user) == NULL) {
+		generation_problem(g, NULL, "user", "user \"%s\": no such user",
+		    g->conf.global.user);
+		bad = 1;
+	}
+	g->svcs = xcalloc(g->conf.nservices ? g->conf.nservices : 1,
+	    sizeof *g->svcs);
+	for (i = 0; i < g->conf.nservices; i++) {
+		cs = &g->conf.services[i];
+		svc = &g->svcs[i];
+		svc->name = g->named ? cs->name : NULL;
+		svc->opts = &cs->opts;
+		svc->ehlo = cs->opts.ehlo != NULL ? cs->opts.ehlo : d->hostname;
+		svc->base = d->base;
+		svc->dns = d->dns;
+		svc->owner = d;
+		svc->on_close = daemon_session_closed;
+		/* Each service its own context: ca_file may differ. */
+		if (cs->opts.tls != TLS_MODE_NONE &&
+		    (svc->ssl_ctx = tls_ctx_new(&cs->opts, &cause)) == NULL) {
+			generation_problem(g, cs, cs->opts.ca_file != NULL ?
+			    "ca_file" : cs->opts.ca_path != NULL ? "ca_path" :
+			    "tls", "%s", cause);
+			free(cause);
+			cause = NULL;
+			bad = 1;
+		}
+	}
+	if (g->conf.nerrors != 0) {
+		/* "file:line: message", the form editors jump to. */
+		for (i = 0; i < g->conf.nerrors; i++)
+			fprintf(stderr, "%s\n", g->conf.errors[i]);
+		fprintf(stderr, "%s: %zu error%s\n", g->conf.path,
+		    g->conf.nerrors, g->conf.nerrors == 1 ? "" : "s");
+		bad = 1;
+	}
+	if (bad) {
+		generation_free(g);
+		return NULL;
+	}
+	return g;
+}
+
+/* Which listener serves a service: its configured address. */
+static void
+bound_key(const struct service *svc, char *buf, size_t size)
+{
+	char addr[300];
+
+	hostport_fmt(&svc->opts->listen, addr, sizeof addr);
+	/* Port 0 binds anew each time; only the same service may keep it. */
+	snprintf(buf, size, "%s%s%s", addr, svc->opts->listen.portnum == 0 ?
+	    " " : "", svc->opts->listen.portnum == 0 && svc->name != NULL ?
+	    svc->name : "");
+}
+
+static void
+daemon_announce(const struct service *svc, const struct listener *l)
+{
+	const struct options *o = svc->opts;
+	char upstream[300];
+
+	hostport_fmt(&o->upstream, upstream, sizeof upstream);
+	transcript_note(TRANSCRIPT_NOSESSION, "smtptap %s %s%s%slistening on %s, "
+	    "upstream %s (%s%s)", PACKAGE_VERSION, svc->name != NULL ? "[" : "",
+	    svc->name != NULL ? svc->name : "", svc->name != NULL ? "] " : "",
+	    listen_address(l), upstream, options_tls_name(o->tls),
+	    o->tls != TLS_MODE_NONE && !o->verify ?
+	    ", verification not enforced" : "");
+	if (o->tls == TLS_MODE_NONE)
+		transcript_note(TRANSCRIPT_NOSESSION, "warning: %s%s%stls none: "
+		    "the upstream connection is not encrypted",
+		    svc->name != NULL ? "[" : "", svc->name != NULL ? svc->name :
+		    "", svc->name != NULL ? "] " : "--");
+}
+
+/*
+ * Gives every service of g a listener: the one already bound to its
+ * address, or a new one. On failure nothing changes and *cause says why.
+ */
+static int
+daemon_bind(struct daemon *d, struct generation *g, char **cause)
+{
+	struct bound *nb;
+	struct listener *l;
+	size_t i, j, n = g->conf.nservices;
+	char key[320], *why = NULL;
+	int *kept = xcalloc(d->nbound + 1, sizeof *kept);
+
+	nb = xcalloc(n ? n : 1, sizeof *nb);
+	for (i = 0; i < n; i++) {
+		bound_key(&g->svcs[i], key, sizeof key);
+		snprintf(nb[i].key, sizeof nb[i].key, "%s", key);
+		for (j = 0; j < d->nbound; j++)
+			if (!kept[j] && strcmp(d->bound[j].key, key) == 0) {
+				kept[j] = 1;
+				nb[i].l = d->bound[j].l;
+				break;
+			}
+		if (nb[i].l != NULL)
+			continue;
+		if ((l = listen_start(&g->svcs[i], &g->svcs[i].opts->listen,
+		    &why)) == NULL) {
+			if (g->named)
+				xasprintf(cause, "[%s] %s", g->svcs[i].name, why);
+			else
+				*cause = xstrdup(why);
+			free(why);
+			/* Undo: free only what this call bound. */
+			for (j = 0; j < i; j++) {
+				size_t k;
+				int old = 0;
+
+				for (k = 0; k < d->nbound; k++)
+					old |= d->bound[k].l == nb[j].l;
+				if (!old)
+					listen_free(nb[j].l);
+			}
+			free(nb);
+			free(kept);
+			return -1;
+		}
+		nb[i].l = l;
+		nb[i].key[sizeof nb[i].key - 1] = '\0';
+		l = NULL;
+	}
+	/* Committed: re-point kept listeners, close the ones no longer wanted. */
+	for (j = 0; j < d->nbound; j++)
+		if (!kept[j]) {
+			transcript_note(TRANSCRIPT_NOSESSION, "no longer listening "
+			    "on %s", listen_address(d->bound[j].l));
+			listen_free(d->bound[j].l);
+		}
+	for (i = 0; i < n; i++) {
+		listen_set_service(nb[i].l, &g->svcs[i]);
+		daemon_announce(&g->svcs[i], nb[i].l);
+	}
+	free(d->bound);
+	free(kept);
+	d->bound = nb;
+	d->nbound = n;
+	return 0;
+}
+
+static void
+daemon_unbind(struct daemon *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->nbound; i++)
+		listen_free(d->bound[i].l);
+	free(d->bound);
+	d->bound = NULL;
+	d->nbound = 0;
+}
+
+static void
+daemon_reap(struct daemon *d)
+{
+	struct generation **gp = &d->retired, *g;
+
+	while ((g = *gp) != NULL) {
+		if (generation_sessions(g) == 0) {
+			*gp = g->next;
+			generation_free(g);
+		} else
+			gp = &g->next;
+	}
+}
+
+/* After every session: free drained generations, end --once and stops. */
+static void
+daemon_session_closed(struct service *svc)
+{
+	struct daemon *d = svc->owner;
+
+	daemon_reap(d);
+	if (d->cli->once || (d->stopping && session_count_all() == 0))
+		event_base_loopexit(d->base, NULL);
+	else
+		daemon_status(d);
+}
+
+static void
+daemon_reload(struct daemon *d)
+{
+	struct generation *g;
+	char *cause = NULL;
+
+	daemon_notify("RELOADING=1");
+	transcript_note(TRANSCRIPT_NOSESSION, "SIGHUP: reading %s again",
+	    d->cli->config != NULL ? d->cli->config : "the command line");
+	transcript_reopen();
+	if ((g = generation_load(d)) == NULL) {
+		transcript_note(TRANSCRIPT_NOSESSION, "reload failed: the new "
+		    "configuration has errors; the current one stays");
+		daemon_notify("READY=1");
+		return;
+	}
+	if (daemon_bind(d, g, &cause) != 0) {
+		transcript_note(TRANSCRIPT_NOSESSION, "reload failed: %s; the "
+		    "current configuration stays", cause);
+		log_warnx("reload failed: %s", cause);
+		free(cause);
+		generation_free(g);
+		daemon_notify("READY=1");
+		return;
+	}
+	/* Open sessions finish with the settings they started with. */
+	d->gen->next = d->retired;
+	d->retired = d->gen;
+	d->gen = g;
+	daemon_reap(d);
+	transcript_note(TRANSCRIPT_NOSESSION, "reloaded: %zu service%s; %u "
+	    "session%s continue with the previous settings", g->conf.nservices,
+	    g->conf.nservices == 1 ? "" : "s", session_count_all(),
+	    session_count_all() == 1 ? "" : "s");
+	daemon_notify("READY=1");
+	daemon_status(d);
+}
+
+static void
+daemon_close_sessions(struct daemon *d)
+{
+	struct generation *g;
+	size_t i;
+
+	for (i = 0; i < d->gen->conf.nservices; i++)
+		session_close_all(&d->gen->svcs[i]);
+	for (g = d->retired; g != NULL; g = g->next)
+		for (i = 0; i < g->conf.nservices; i++)
+			session_close_all(&g->svcs[i]);
+}
+
+static void
+daemon_grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	transcript_note(TRANSCRIPT_NOSESSION, "grace period over: closing %u "
+	    "session%s", session_count_all(), session_count_all() == 1 ? "" : "s");
+	event_base_loopexit(d->base, NULL);
+}
+
+/*
+ * SIGTERM/SIGINT: stop accepting at once, let open sessions finish within
+ * shutdown_grace, then close them. A second SIGINT stops at once.
+ */
+static void
+daemon_stop(struct daemon *d, int sig)
+{
+	struct timeval tv;
+	double grace = d->gen->conf.global.shutdown_grace;
+
+	if (d->stopping++) {
+		if (sig == SIGINT) {
+			transcript_note(TRANSCRIPT_NOSESSION, "second SIGINT: "
+			    "closing every session now");
+			event_base_loopexit(d->base, NULL);
+		}
+		return;
+	}
+	daemon_notify("STOPPING=1");
+	daemon_unbind(d);
+	if (session_count_all() == 0) {
+		transcript_note(TRANSCRIPT_NOSESSION, "signal %d: stopping", sig);
+		event_base_loopexit(d->base, NULL);
+		return;
+	}
+	transcript_note(TRANSCRIPT_NOSESSION, "signal %d: no longer accepting; "
+	    "waiting up to %gs for %u session%s", sig, grace, session_count_all(),
+	    session_count_all() == 1 ? "" : "s");
+	tv.tv_sec = (time_t)grace;
+	tv.tv_usec = (suseconds_t)((grace - (double)tv.tv_sec) * 1e6);
+	evtimer_add(d->grace, &tv);
+}
+
+static void
+daemon_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	switch (sig) {
+	case SIGHUP:
+		if (!d->stopping)
+			daemon_reload(d);
+		break;
+	case SIGUSR1:
+		transcript_reopen();
+		break;
+	default:
+		daemon_stop(d, (int)sig);
+		break;
+	}
+}
+
+static void
+daemon_libevent_log(int severity, const char *msg)
+{
+	if (severity >= EVENT_LOG_WARN)
+		log_warnx("libevent: %s", msg);
+}
+
+/* After binding: root gives way to user= for good. */
+static int
+daemon_drop(const char *user, char **cause)
+{
+	struct passwd *pw;
+
+	if (user == NULL)
+		return 0;
+	if (getuid() != 0 && geteuid() != 0) {
+		transcript_note(TRANSCRIPT_NOSESSION, "user %s: not started as "
+		    "root, running as uid %lu", user, (unsigned long)getuid());
+		return 0;
+	}
+	if ((pw = getpwnam(user)) == NULL) {
+		xasprintf(cause, "user %s: no such user", user);
+		return -1;
+	}
+	if (setgroups(1, &pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+	    setuid(pw->pw_uid) != 0) {
+		xasprintf(cause, "cannot switch to user %s: %s", user,
+		    strerror(errno));
+		return -1;
+	}
+	/* A drop that can be undone is no drop. */
+	if (pw->pw_uid != 0 && setuid(0) != -1) {
+		xasprintf(cause, "switched to user %s, but could get root back",
+		    user);
+		return -1;
+	}
+	transcript_note(TRANSCRIPT_NOSESSION, "running as user %s (uid %lu)",
+	    user, (unsigned long)pw->pw_uid);
+	return 0;
+}
+
+static struct event *
+daemon_signal(struct daemon *d, int sig)
+{
+	struct event *ev = evsignal_new(d->base, sig, daemon_signal_cb, d);
+
+	if (ev == NULL || evsignal_add(ev, NULL) != 0)
+		fatalx("cannot install a handler for signal %d", sig);
+	return ev;
+}
+
+static void
+daemon_free(struct daemon *d)
+{
+	struct generation *g;
+
+	daemon_unbind(d);
+	if (d->gen != NULL)
+		daemon_close_sessions(d);
+	/* Let the sessions' deferred frees run. */
+	if (d->base != NULL)
+		event_base_loop(d->base, EVLOOP_NONBLOCK);
+	while ((g = d->retired) != NULL) {
+		d->retired = g->next;
+		generation_free(g);
+	}
+	generation_free(d->gen);
+	if (d->sigint != NULL) {
+		event_free(d->sigint);
+		event_free(d->sigterm);
+		event_free(d->sighup);
+		event_free(d->sigusr1);
+	}
+	if (d->grace != NULL)
+		event_free(d->grace);
+	if (d->dns != NULL)
+		evdns_base_free(d->dns, 1);
+	if (d->base != NULL)
+		event_base_free(d->base);
+	transcript_close();
+}
+
+int
+daemon_main(const struct options *cli)
+{
+	struct daemon d;
+	const struct options *g;
+	char *cause = NULL;
+	int status = 0;
+
+	memset(&d, 0, sizeof d);
+	d.cli = cli;
+	if (gethostname(d.hostname, sizeof d.hostname) != 0 ||
+	    d.hostname[0] == '\0' || strpbrk(d.hostname, " \t\r\n") != NULL)
+		strcpy(d.hostname, "localhost");
+	d.hostname[sizeof d.hostname - 1] = '\0';
+
+	/* Every mistake is reported in one run, then the exit status says it. */
+	if ((d.gen = generation_load(&d)) == NULL)
+		return EXIT_CONFIG;
+	if (cli->check_config) {
+		printf("%s: OK (%zu service%s)\n", d.gen->conf.path,
+		    d.gen->conf.nservices, d.gen->conf.nservices == 1 ? "" : "s");
+		daemon_free(&d);
+		return 0;
+	}
+	g = &d.gen->conf.global;
+	if (transcript_open(g->log, &cause) != 0) {
+		status = 1;
+		goto out;
+	}
+	event_set_log_callback(daemon_libevent_log);
+	if ((d.base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	if ((d.dns = daemon_dns(d.base, g->resolv_conf, &cause)) == NULL) {
+		status = EXIT_CONFIG;
+		goto out;
+	}
+	/* The generation was read before the loop existed. */
+	for (size_t i = 0; i < d.gen->conf.nservices; i++) {
+		d.gen->svcs[i].base = d.base;
+		d.gen->svcs[i].dns = d.dns;
+	}
+	if (daemon_bind(&d, d.gen, &cause) != 0 ||
+	    daemon_drop(g->user, &cause) != 0) {
+		status = 1;
+		goto out;
+	}
+	d.sigint = daemon_signal(&d, SIGINT);
+	d.sigterm = daemon_signal(&d, SIGTERM);
+	d.sighup = daemon_signal(&d, SIGHUP);
+	d.sigusr1 = daemon_signal(&d, SIGUSR1);
+	d.grace = evtimer_new(d.base, daemon_grace_cb, &d);
+	if (g->format != LOG_FORMAT_TEXT)
+		transcript_note(TRANSCRIPT_NOSESSION, "warning: format %s is not "
+		    "written yet; writing text", options_format_name(g->format));
+
+	daemon_notify("READY=1");
+	daemon_status(&d);
+	event_base_dispatch(d.base);
+out:
+	if (cause != NULL)
+		fprintf(stderr, "smtptap: %s\n", cause);
+	free(cause);
+	daemon_free(&d);
+	return status;
+}

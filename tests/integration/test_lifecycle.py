@@ -1,0 +1,264 @@
+"""The daemon's life: reload under traffic, a bad reload, graceful stop,
+session_timeout, running out of file descriptors, and systemd's readiness
+messages (issue 4, points 3-5)."""
+
+import os
+import re
+import resource
+import signal
+import smtplib
+import socket
+import subprocess
+import time
+
+import pytest
+
+from helpers import SmtpClient, no_sanitizer, poll
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service(name, port, upstream, ca, extra=""):
+    return ("[%s]\nlisten = 127.0.0.1:%d\nupstream = %s\nca_file = %s\n%s\n"
+            % (name, port, upstream, ca, extra))
+
+
+def deliver(port, user, password, marker):
+    msg = ("From: %s\r\nTo: bob@example.net\r\nSubject: %s\r\n\r\n%s\r\n"
+           % (user, marker, marker)).encode()
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.login(user, password)
+        s.sendmail(user, ["bob@example.net"], msg)
+
+
+def subjects(up):
+    return [d.content.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0].decode()
+            for d in up.deliveries]
+
+
+def open_session(port, user, password):
+    """A session that has authenticated and now waits, open."""
+    c = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    c.login(user, password)
+    return c
+
+
+def refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+@pytest.fixture
+def two_upstreams(upstream_factory, account):
+    user, password = account
+    return (upstream_factory("starttls", users={user: password}),
+            upstream_factory("starttls", users={user: password}))
+
+
+def test_reload_under_traffic(conftap, two_upstreams, pki, account):
+    """Open sessions finish with the old settings, new ones get the new."""
+    user, password = account
+    old, new = two_upstreams
+    port = free_port()
+    tap = conftap(service("relay", port, old.address, pki.ca))
+    tap.services(1)
+    inflight = open_session(port, user, password)
+
+    tap.rewrite(service("relay", port, new.address, pki.ca))
+    tap.proc.send_signal(signal.SIGHUP)
+    poll(lambda: "reloaded:" in tap.transcript(), what="the reload note")
+    inflight.sendmail(user, ["bob@example.net"],
+                      b"From: a@example.org\r\nSubject: inflight\r\n\r\nx\r\n")
+    inflight.quit()
+    deliver(port, user, password, "after-reload")
+    old.wait_deliveries(1)
+    new.wait_deliveries(1)
+    assert subjects(old) == ["inflight"]
+    assert subjects(new) == ["after-reload"]
+    assert tap.proc.poll() is None
+
+
+def test_bad_reload_keeps_the_running_configuration(conftap, two_upstreams, pki, account):
+    user, password = account
+    old, _ = two_upstreams
+    port = free_port()
+    tap = conftap(service("relay", port, old.address, pki.ca))
+    tap.services(1)
+    tap.rewrite(service("relay", port, old.address, pki.ca, "tls = sometimes\nca_fil = x\n"))
+    tap.proc.send_signal(signal.SIGHUP)
+    poll(lambda: "reload failed" in tap.transcript(), what="the reload failure note")
+    # Both mistakes are reported, each with file:line.
+    err = poll(lambda: tap.stderr() if "ca_fil" in tap.stderr() else None,
+               what="the config errors on stderr")
+    assert "%s:" % tap.path in err and "tls" in err and 'did you mean "ca_file"' in err
+    deliver(port, user, password, "still-served")
+    old.wait_deliveries(1)
+    assert subjects(old) == ["still-served"]
+    assert tap.proc.poll() is None
+
+
+def test_reload_adds_and_removes_listeners(conftap, two_upstreams, pki, account):
+    user, password = account
+    a, b = two_upstreams
+    pa, pb = free_port(), free_port()
+    tap = conftap(service("a", pa, a.address, pki.ca))
+    tap.services(1)
+    tap.rewrite(service("b", pb, b.address, pki.ca))
+    tap.proc.send_signal(signal.SIGHUP)
+    poll(lambda: "reloaded:" in tap.transcript(), what="the reload note")
+    deliver(pb, user, password, "via-b")
+    b.wait_deliveries(1)
+    assert refused(pa), "the removed service still accepts connections"
+    assert "no longer listening on 127.0.0.1:%d" % pa in tap.transcript()
+
+
+def test_sigterm_drains_open_sessions(conftap, two_upstreams, pki, account):
+    """SIGTERM: the listener closes at once, the open session may finish."""
+    user, password = account
+    up, _ = two_upstreams
+    port = free_port()
+    tap = conftap("shutdown_grace = 20\n" + service("relay", port, up.address, pki.ca))
+    tap.services(1)
+    inflight = open_session(port, user, password)
+    tap.proc.send_signal(signal.SIGTERM)
+    poll(lambda: "no longer accepting" in tap.transcript(), what="the stop note")
+    assert refused(port), "still accepting after SIGTERM"
+    assert tap.proc.poll() is None, "exited with a session still open"
+    inflight.sendmail(user, ["bob@example.net"],
+                      b"From: a@example.org\r\nSubject: drained\r\n\r\nx\r\n")
+    inflight.quit()
+    assert tap.proc.wait(10) == 0
+    up.wait_deliveries(1)
+    assert subjects(up) == ["drained"]
+
+
+def test_grace_period_ends_idle_sessions(conftap, two_upstreams, pki, account):
+    user, password = account
+    up, _ = two_upstreams
+    port = free_port()
+    tap = conftap("shutdown_grace = 0.5\n" + service("relay", port, up.address, pki.ca))
+    tap.services(1)
+    idle = open_session(port, user, password)
+    started = time.monotonic()
+    tap.proc.send_signal(signal.SIGTERM)
+    assert tap.proc.wait(10) == 0
+    assert time.monotonic() - started < 5
+    assert "grace period over: closing 1 session" in tap.transcript()
+    idle.close()
+
+
+def test_second_sigint_stops_at_once(conftap, two_upstreams, pki, account):
+    user, password = account
+    up, _ = two_upstreams
+    port = free_port()
+    tap = conftap("shutdown_grace = 60\n" + service("relay", port, up.address, pki.ca))
+    tap.services(1)
+    idle = open_session(port, user, password)
+    tap.proc.send_signal(signal.SIGINT)
+    poll(lambda: "no longer accepting" in tap.transcript(), what="the stop note")
+    tap.proc.send_signal(signal.SIGINT)
+    assert tap.proc.wait(5) == 0
+    assert "second SIGINT" in tap.transcript()
+    idle.close()
+
+
+def test_session_timeout_ends_a_busy_session(tap_factory, upstream_factory, pki, account):
+    """A client that never idles is still bounded by session_timeout."""
+    user, password = account
+    up = upstream_factory("starttls", users={user: password})
+    tap = tap_factory(up.address, "--ca-file", pki.ca, "--session-timeout", "1",
+                      "--idle-timeout", "30")
+    with SmtpClient(tap.port) as c:
+        c.read_reply()
+        c.cmd("EHLO busy.example", 250)
+        started = time.monotonic()
+        with pytest.raises((AssertionError, OSError, EOFError)):
+            while time.monotonic() - started < 8:
+                c.cmd("NOOP", 250)
+                time.sleep(0.1)
+    assert time.monotonic() - started < 5
+    tap.wait_transcript(r"close: session lasted longer than session_timeout")
+
+
+def test_fd_exhaustion_pauses_accepting(smtptap_bin, tmp_path, upstream_factory, pki, account):
+    """With its descriptors used up smtptap stops accepting for a moment
+    (one log line), burns no CPU meanwhile, and resumes when they are free."""
+    user, password = account
+    up = upstream_factory("starttls", users={user: password})
+    log = tmp_path / "emfile.transcript"
+    err = open(tmp_path / "emfile.stderr", "wb")
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (24, 24))
+    proc = subprocess.Popen([smtptap_bin, "-l", "127.0.0.1:0", "-o", str(log),
+                             "--ca-file", pki.ca, up.address],
+                            stdin=subprocess.DEVNULL, stderr=err, preexec_fn=limit)
+    try:
+        port = int(poll(lambda: log.exists() and re.search(
+            r"listening on \S+:(\d+)", log.read_text()), what="listening").group(1))
+        hogs = []
+        for _ in range(30):
+            hogs.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        poll(lambda: b"pausing" in (tmp_path / "emfile.stderr").read_bytes(),
+             what="the pause line on stderr")
+        with open("/proc/%d/stat" % proc.pid) as f:
+            f0 = f.read().split()
+        time.sleep(1.0)
+        with open("/proc/%d/stat" % proc.pid) as f:
+            f1 = f.read().split()
+        ticks = (int(f1[13]) + int(f1[14])) - (int(f0[13]) + int(f0[14]))
+        assert ticks < 30, "smtptap used %d ticks in 1 s while out of fds" % ticks
+        for h in hogs:
+            h.close()
+        # Accepting resumes: a full session works again.
+        poll(lambda: _delivers(port, user, password), timeout=15, interval=0.3,
+             what="a session after the pause")
+        up.wait_deliveries(1)
+        lines = (tmp_path / "emfile.stderr").read_bytes().count(b"pausing")
+        assert 1 <= lines <= 20, "%d pause lines" % lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+        err.close()
+    no_sanitizer((tmp_path / "emfile.stderr").read_text())
+
+
+def _delivers(port, user, password):
+    try:
+        deliver(port, user, password, "after-emfile")
+        return True
+    except (OSError, smtplib.SMTPException):
+        return False
+
+
+def test_systemd_readiness_messages(conftap, two_upstreams, pki, tmp_path):
+    """Type=notify: READY, RELOADING, STATUS and STOPPING reach NOTIFY_SOCKET."""
+    up, _ = two_upstreams
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    env = dict(os.environ, NOTIFY_SOCKET=path)
+    port = free_port()
+    tap = conftap(service("relay", port, up.address, pki.ca), env=env)
+    got = []
+
+    def wait_for(word):
+        while not any(word in m for m in got):
+            got.append(sock.recv(4096).decode())
+        return got
+    wait_for("READY=1")
+    wait_for("STATUS=")
+    tap.proc.send_signal(signal.SIGHUP)
+    wait_for("RELOADING=1")
+    tap.proc.send_signal(signal.SIGTERM)
+    wait_for("STOPPING=1")
+    assert tap.proc.wait(10) == 0
+    sock.close()
