@@ -26,6 +26,7 @@
 #define SASL_USER_MAX	255
 #define SASL_USER_IN	60
 /* SCRAM state kept for consistency checks; longer values are not checked. */
+#define SASL_NELEM(a)	(sizeof (a) / sizeof (a)[0])
 #define SASL_KEEP_MAX	1024
 
 /* XOAUTH2 and OAUTHBEARER separate their key=value pairs with ^A. */
@@ -42,7 +43,7 @@ struct sasl_mechdef {
 	 */
 	int		(*server)(struct sasl *, const unsigned char *, size_t,
 			    struct strbuf *);
-	size_t		 hashlen;	/* SCRAM: bytes in a proof or signature */
+	size_t		 hashlen;	/* SCRAM: bytes in a proof */
 };
 
 struct sasl {
@@ -406,7 +407,8 @@ sasl_ishex(const unsigned char *p, size_t n)
 
 	for (i = 0; i < n; i++)
 		if (!((p[i] >= '0' && p[i] <= '9') ||
-		    (p[i] >= 'a' && p[i] <= 'f') || (p[i] >= 'A' && p[i] <= 'F')))
+		    (p[i] >= 'a' && p[i] <= 'f') ||
+		    (p[i] >= 'A' && p[i] <= 'F')))
 			return 0;
 	return n > 0;
 }
@@ -725,7 +727,7 @@ static const char *const sasl_digest_public[] = {
 };
 
 /* Directives a challenge may carry (RFC 2831 2.1.1), shown by name. */
-static const char *const sasl_digest_server_names[] = {
+static const char *const sasl_digest_challenge[] = {
 	"realm", "qop", "stale", "maxbuf", "charset", "algorithm", "cipher",
 };
 
@@ -818,10 +820,9 @@ sasl_digest_server(struct sasl *s, const unsigned char *p, size_t n,
 		} else {
 			/* Challenges are public: every directive is shown. */
 			name = NULL;
-			for (i = 0; i < sizeof sasl_digest_server_names /
-			    sizeof sasl_digest_server_names[0]; i++)
-				if (sasl_kv_is(&kv, sasl_digest_server_names[i]))
-					name = sasl_digest_server_names[i];
+			for (i = 0; i < SASL_NELEM(sasl_digest_challenge); i++)
+				if (sasl_kv_is(&kv, sasl_digest_challenge[i]))
+					name = sasl_digest_challenge[i];
 			if (name != NULL)
 				sasl_kv_show(out, &kv, name);
 			else {
@@ -845,7 +846,7 @@ struct sasl_gs2 {
 	size_t			 cbn;
 	const unsigned char	*authzid; /* a=, still escaped; NULL if none */
 	size_t			 authzidn;
-	size_t			 len;	/* of the header, both commas included */
+	size_t			 len;	/* of the header, with its commas */
 };
 
 /* "n,," "y,a=user," "p=tls-unique,,": 0 if well formed. */
@@ -918,8 +919,7 @@ sasl_show_saslname(struct strbuf *out, const char *name,
 }
 
 static void
-sasl_gs2_show(struct sasl *s, struct strbuf *out, const struct sasl_gs2 *g,
-    struct strbuf *zb)
+sasl_gs2_show(struct strbuf *out, const struct sasl_gs2 *g, struct strbuf *zb)
 {
 	switch (g->flag) {
 	case 'n':
@@ -936,7 +936,6 @@ sasl_gs2_show(struct sasl *s, struct strbuf *out, const struct sasl_gs2 *g,
 	}
 	if (g->authzid != NULL)
 		sasl_show_saslname(out, "authzid", g->authzid, g->authzidn, zb);
-	(void)s;
 }
 
 /* ---- SCRAM (RFC 5802, RFC 7677): comma-separated a=value ---- */
@@ -1006,7 +1005,7 @@ sasl_scram_first(struct sasl *s, const unsigned char *p, size_t n,
 		sasl_malformed(s, out, "client-first without n= and r=", p, n);
 		return;
 	}
-	sasl_gs2_show(s, out, &g, &zb);
+	sasl_gs2_show(out, &g, &zb);
 	sasl_show_saslname(out, "user", user, un, &ub);
 	sasl_set_user(s, (const unsigned char *)strbuf_str(&ub), ub.len);
 	sasl_label(out, "nonce");
@@ -1233,9 +1232,9 @@ sasl_kv_pairs(struct sasl *s, const unsigned char *p, size_t n,
 		    "user", 4)) {
 			sasl_field(out, "user", eq + 1, fn - kn - 1);
 			sasl_set_user(s, eq + 1, fn - kn - 1);
-		} else if (oauthbearer && (sasl_eq(f, kn, (const unsigned char *)
-		    "host", 4) || sasl_eq(f, kn, (const unsigned char *)"port",
-		    4)))
+		} else if (oauthbearer && (sasl_eq(f, kn,
+		    (const unsigned char *)"host", 4) || sasl_eq(f, kn,
+		    (const unsigned char *)"port", 4)))
 			sasl_field(out, f[0] == 'h' ? "host" : "port", eq + 1,
 			    fn - kn - 1);
 		else if (sasl_eq(f, kn, (const unsigned char *)"auth", 4)) {
@@ -1276,7 +1275,8 @@ sasl_oauthbearer_client(struct sasl *s, const unsigned char *p, size_t n,
 	if (s->round > 0) {
 		/* RFC 7628 3.2.3: the client answers an error with ^A. */
 		if (n == 1 && p[0] == SASL_KVSEP) {
-			strbuf_adds(out, "^A (acknowledges the server's error)");
+			strbuf_adds(out,
+			    "^A (acknowledges the server's error)");
 			s->public = 1;
 		} else
 			sasl_mask(out, p, n);
@@ -1291,9 +1291,10 @@ sasl_oauthbearer_client(struct sasl *s, const unsigned char *p, size_t n,
 		sasl_malformed(s, out, why, p, n);
 		return;
 	}
-	sasl_gs2_show(s, out, &g, &zb);
+	sasl_gs2_show(out, &g, &zb);
 	if (g.authzid != NULL)
-		sasl_set_user(s, (const unsigned char *)strbuf_str(&zb), zb.len);
+		sasl_set_user(s, (const unsigned char *)strbuf_str(&zb),
+		    zb.len);
 	strbuf_free(&zb);
 	sasl_kv_pairs(s, p + g.len + 1, n - g.len - 1, out, 1);
 }
