@@ -18,7 +18,9 @@ struct sasl;
 
 /*
  * Start an attempt for the mechanism named in "AUTH <mech> [ir]" (any case).
- * Unknown mechanisms are accepted and treated as opaque: lengths only.
+ * Decoded: PLAIN, LOGIN, CRAM-MD5, DIGEST-MD5, SCRAM-SHA-1/-256/-512 and
+ * their -PLUS variants, XOAUTH2, OAUTHBEARER, EXTERNAL. NTLM, GSSAPI and
+ * unknown mechanisms are opaque: "<opaque, N bytes>", nothing decoded.
  */
 struct sasl	*sasl_new(const char *mech, size_t mechlen);
 
@@ -29,13 +31,23 @@ const char	*sasl_mech(const struct sasl *);
  * The client sent an initial response (the text after "AUTH MECH ") or a
  * continuation line (CRLF already removed). Appends e.g.
  *   authzid="" user="alice@example.org" password=<masked, 12 bytes>
+ *   user="alice" auth scheme=Bearer token=<masked, 180 bytes>
  * "=" as an initial response means empty; "*" cancels the exchange.
+ * Text the peer chose is always inside double quotes, escaped; outside them
+ * there are only fixed words, lengths and numbers. A payload whose structure
+ * is wrong is masked whole: "malformed <MECH> (<why>): <masked, ...>".
  */
 void		 sasl_client(struct sasl *, const char *line, size_t len,
 		     int initial, struct strbuf *out);
 
-/* The server sent "334 <text>"; text is what follows "334 ". Appends e.g.
- *   "Username:"                                                        */
+/*
+ * The server sent "334 <text>"; text is what follows "334 ". Appends e.g.
+ *   "Username:"
+ *   nonce=<40 chars: client's 24 + server's 16> salt=<16 bytes> iterations=4096
+ * Mechanism-specific where the challenge has a structure (SCRAM, DIGEST-MD5,
+ * the JSON error of XOAUTH2 and OAUTHBEARER), otherwise the decoded text in
+ * quotes, or "<N bytes binary>". Server proofs (SCRAM v=, rspauth) are masked.
+ */
 void		 sasl_server(struct sasl *, const char *text, size_t len,
 		     struct strbuf *out);
 
