@@ -456,10 +456,11 @@ test_auth_fail_closed(void **state)
 	    "Sr 334 334  \xe2\x87\x92 \"\"\n"
 	    "Ca 0 <masked> \xe2\x87\x92 <masked, 32 bytes, contains NUL>\n"
 	    "Sr 235 235 ok\n"
-	    "Ca 0 AUTH XOAUTH2 <masked> \xe2\x87\x92 <masked, 34 bytes>\n"
+	    "Ca 0 AUTH XOAUTH2 <masked> \xe2\x87\x92 user=\"a\" auth "
+	    "scheme=Bearer token=<masked, 13 bytes>\n"
 	    "Sr 235 235 ok\n");
 	assert_string_equal(st.auth_mech, "XOAUTH2");
-	assert_string_equal(st.auth_user, "");
+	assert_string_equal(st.auth_user, "a");
 	assert_int_equal(st.auth_code, 235);
 	free(t);
 	script_free(&s);
