@@ -110,7 +110,19 @@ set_ehlo(struct options *o, const char *v, char **cause)
 static int
 set_log(struct options *o, const char *v, char **cause)
 {
+	if (transcript_check_dest(v, cause) != 0)
+		return -1;
 	return set_string(&o->log, v, cause);
+}
+
+static int
+set_format(struct options *o, const char *v, char **cause)
+{
+	if (transcript_parse_format(v, &o->format) != 0) {
+		xasprintf(cause, "expected text or json, got \"%s\"", v);
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -188,8 +200,12 @@ static const struct option_def option_defs[] = {
 	  set_sni },
 	{ "ehlo", 0, "NAME",
 	  "name in smtptap's own EHLO (default the local host name)", set_ehlo },
-	{ "log", 'o', "FILE|-",
-	  "write the transcript to FILE, or stdout for - (default stderr)", set_log },
+	{ "log", 'o', "DEST",
+	  "transcript to a FILE, - (stdout), stderr, syslog, journal or a "
+	  "directory (dir:PATH, a file per session) (default stderr)", set_log },
+	{ "format", 0, "FORMAT",
+	  "transcript format: text or json (JSON Lines) (default text)",
+	  set_format },
 	{ "once", 0, NULL, "exit when the first session ends", set_once },
 	{ "connect-timeout", 0, "SEC",
 	  "give up resolving and connecting after SEC seconds (default 30)",

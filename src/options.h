@@ -13,6 +13,7 @@
 
 #include "attrib.h"
 #include "hostport.h"
+#include "transcript.h"
 
 enum tls_mode {
 	TLS_MODE_STARTTLS,
@@ -31,7 +32,8 @@ struct options {
 	int		 verify;		/* 0 with --no-verify */
 	char		*sni;			/* NULL: the upstream host */
 	char		*ehlo;			/* NULL: the local host name */
-	char		*log;			/* NULL: stderr; "-": stdout */
+	char		*log;			/* NULL: stderr; see transcript.h */
+	enum tx_format	 format;		/* of the transcript */
 	char		*resolv_conf;		/* NULL: /etc/resolv.conf */
 	int		 once;
 	double		 connect_timeout;

@@ -44,6 +44,18 @@ smtptap_signal_cb(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(base, NULL);
 }
 
+/*
+ * SIGUSR1, and SIGHUP until it also reloads the configuration: reopen the
+ * transcript file after logrotate moved it away.
+ */
+static void
+smtptap_reopen_cb(evutil_socket_t sig, short what, void *arg)
+{
+	transcript_note(TRANSCRIPT_NOSESSION, "signal %d: reopening the "
+	    "transcript", (int)sig);
+	transcript_reopen();
+}
+
 static void
 smtptap_once_cb(struct service *svc)
 {
@@ -105,7 +117,7 @@ main(int argc, char **argv)
 	struct options opts;
 	struct service svc;
 	struct listener *l;
-	struct event *sigint, *sigterm;
+	struct event *sigint, *sigterm, *sighup, *sigusr1;
 	char hostname[256], upstream[300], *cause = NULL;
 
 	/* Memory holds credentials: no core dumps, no same-uid ptrace. */
@@ -142,7 +154,7 @@ main(int argc, char **argv)
 	if (opts.tls != TLS_MODE_NONE &&
 	    (svc.ssl_ctx = tls_ctx_new(&opts, &cause)) == NULL)
 		return smtptap_exit(&opts, &svc, cause, EXIT_CONFIG);
-	if (transcript_open(opts.log, &cause) != 0)
+	if (transcript_open(opts.log, opts.format, &cause) != 0)
 		return smtptap_exit(&opts, &svc, cause, 1);
 	event_set_log_callback(smtptap_libevent_log);
 	if ((svc.base = event_base_new()) == NULL)
@@ -158,12 +170,28 @@ main(int argc, char **argv)
 	if (sigint == NULL || sigterm == NULL || evsignal_add(sigint, NULL) != 0 ||
 	    evsignal_add(sigterm, NULL) != 0)
 		fatalx("cannot install signal handlers");
+	sighup = evsignal_new(svc.base, SIGHUP, smtptap_reopen_cb, NULL);
+	sigusr1 = evsignal_new(svc.base, SIGUSR1, smtptap_reopen_cb, NULL);
+	if (sighup == NULL || sigusr1 == NULL || evsignal_add(sighup, NULL) != 0 ||
+	    evsignal_add(sigusr1, NULL) != 0)
+		fatalx("cannot install signal handlers");
 
 	hostport_fmt(&opts.upstream, upstream, sizeof upstream);
-	transcript_note(TRANSCRIPT_NOSESSION, "smtptap %s listening on %s, "
-	    "upstream %s (%s%s)", PACKAGE_VERSION, listen_address(l), upstream,
-	    options_tls_name(opts.tls), opts.tls != TLS_MODE_NONE && !opts.verify ?
-	    ", verification not enforced" : "");
+	{
+		struct tx_field f[] = {
+			TXF_STR("version", PACKAGE_VERSION),
+			TXF_STR("address", listen_address(l)),
+			TXF_STR("upstream", upstream),
+			TXF_STR("tls", options_tls_name(opts.tls)),
+			TXF_BOOL("verify", opts.tls != TLS_MODE_NONE && opts.verify),
+		};
+
+		transcript_recordf(TRANSCRIPT_NOSESSION, NULL, '*', "listening", 0,
+		    f, TX_NFIELDS(f), "smtptap %s listening on %s, upstream %s "
+		    "(%s%s)", PACKAGE_VERSION, listen_address(l), upstream,
+		    options_tls_name(opts.tls), opts.tls != TLS_MODE_NONE &&
+		    !opts.verify ? ", verification not enforced" : "");
+	}
 	if (opts.tls == TLS_MODE_NONE)
 		transcript_note(TRANSCRIPT_NOSESSION, "warning: --tls none: the "
 		    "upstream connection is not encrypted");
@@ -177,6 +205,8 @@ main(int argc, char **argv)
 	event_base_loop(svc.base, EVLOOP_NONBLOCK);
 	event_free(sigint);
 	event_free(sigterm);
+	event_free(sighup);
+	event_free(sigusr1);
 	evdns_base_free(svc.dns, 1);
 	event_base_free(svc.base);
 	SSL_CTX_free(svc.ssl_ctx);
