@@ -32,8 +32,9 @@ struct logqueue {
 static struct lq_item *
 lq_header(void *payload)
 {
-	return (struct lq_item *)((char *)payload - offsetof(struct lq_item,
-	    payload));
+	/* payload came from logqueue_item_new(): the header is right before. */
+	return (struct lq_item *)(void *)((char *)payload -
+	    offsetof(struct lq_item, payload));
 }
 
 struct logqueue *
