@@ -259,10 +259,18 @@ daemon_announce(const struct service *svc, const struct listener *l)
 {
 	const struct options *o = svc->opts;
 	char upstream[300];
+	struct tx_field f[] = {
+		TXF_STR("version", PACKAGE_VERSION),
+		TXF_STR("address", listen_address(l)),
+		TXF_STR("upstream", upstream),
+		TXF_STR("tls", options_tls_name(o->tls)),
+		TXF_BOOL("verify", o->tls != TLS_MODE_NONE && o->verify),
+	};
 
 	hostport_fmt(&o->upstream, upstream, sizeof upstream);
-	transcript_note(TRANSCRIPT_NOSESSION, "smtptap %s %s%s%slistening on %s, "
-	    "upstream %s (%s%s)", PACKAGE_VERSION, svc->name != NULL ? "[" : "",
+	transcript_recordf(TRANSCRIPT_NOSESSION, svc->name, '*', "listening", 0,
+	    f, TX_NFIELDS(f), "smtptap %s %s%s%slistening on %s, upstream %s "
+	    "(%s%s)", PACKAGE_VERSION, svc->name != NULL ? "[" : "",
 	    svc->name != NULL ? svc->name : "", svc->name != NULL ? "] " : "",
 	    listen_address(l), upstream, options_tls_name(o->tls),
 	    o->tls != TLS_MODE_NONE && !o->verify ?
@@ -388,8 +396,9 @@ daemon_reload(struct daemon *d)
 	char *cause = NULL;
 
 	daemon_notify("RELOADING=1");
-	transcript_note(TRANSCRIPT_NOSESSION, "SIGHUP: reading %s again",
-	    d->cli->config != NULL ? d->cli->config : "the command line");
+	transcript_note(TRANSCRIPT_NOSESSION, "SIGHUP: reopening the transcript "
+	    "and reading %s again", d->cli->config != NULL ? d->cli->config :
+	    "the command line");
 	transcript_reopen();
 	if ((g = generation_load(d)) == NULL) {
 		transcript_note(TRANSCRIPT_NOSESSION, "reload failed: the new "
@@ -486,6 +495,8 @@ daemon_signal_cb(evutil_socket_t sig, short what, void *arg)
 			daemon_reload(d);
 		break;
 	case SIGUSR1:
+		transcript_note(TRANSCRIPT_NOSESSION, "signal %d: reopening the "
+		    "transcript", (int)sig);
 		transcript_reopen();
 		break;
 	default:
@@ -601,7 +612,7 @@ daemon_main(const struct options *cli)
 		return 0;
 	}
 	g = &d.gen->conf.global;
-	if (transcript_open(g->log, &cause) != 0) {
+	if (transcript_open(g->log, g->format, &cause) != 0) {
 		status = 1;
 		goto out;
 	}
@@ -627,9 +638,6 @@ daemon_main(const struct options *cli)
 	d.sighup = daemon_signal(&d, SIGHUP);
 	d.sigusr1 = daemon_signal(&d, SIGUSR1);
 	d.grace = evtimer_new(d.base, daemon_grace_cb, &d);
-	if (g->format != LOG_FORMAT_TEXT)
-		transcript_note(TRANSCRIPT_NOSESSION, "warning: format %s is not "
-		    "written yet; writing text", options_format_name(g->format));
 
 	daemon_notify("READY=1");
 	daemon_status(&d);

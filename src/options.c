@@ -133,17 +133,15 @@ set_ehlo(struct options *o, const char *v, char **cause)
 static int
 set_log(struct options *o, const char *v, char **cause)
 {
+	if (transcript_check_dest(v, cause) != 0)
+		return -1;
 	return set_string(&o->log, v, cause);
 }
 
 static int
 set_format(struct options *o, const char *v, char **cause)
 {
-	if (strcmp(v, "text") == 0)
-		o->format = LOG_FORMAT_TEXT;
-	else if (strcmp(v, "json") == 0)
-		o->format = LOG_FORMAT_JSON;
-	else {
+	if (transcript_parse_format(v, &o->format) != 0) {
 		xasprintf(cause, "expected text or json, got \"%s\"", v);
 		return -1;
 	}
@@ -337,11 +335,11 @@ const struct option_def option_defs[] = {
 	  "name sent as SNI and checked in the certificate", set_sni },
 	{ "ehlo", 0, "NAME", "ehlo", NULL, OPTION_BOTH, "the local host name",
 	  "name in smtptap's own EHLO", set_ehlo },
-	{ "log", 'o', "FILE|-", "log", NULL, OPTION_GLOBAL, "stderr",
-	  "write the transcript to FILE, or stdout for -", set_log },
+	{ "log", 'o', "DEST", "log", NULL, OPTION_GLOBAL, "stderr",
+	  "transcript to a FILE, - (stdout), stderr, syslog, journal or a "
+	  "directory (dir:PATH, a file per session)", set_log },
 	{ "format", 0, "text|json", "format", NULL, OPTION_GLOBAL, "text",
-	  "transcript format (json is accepted but not written yet)",
-	  set_format },
+	  "transcript format: text or json (JSON Lines)", set_format },
 	{ "once", 0, NULL, NULL, NULL, OPTION_CLI, NULL,
 	  "exit when the first session ends", set_once },
 	{ "connect-timeout", 0, "SEC", "connect_timeout", NULL, OPTION_BOTH, "30",
@@ -356,7 +354,7 @@ const struct option_def option_defs[] = {
 	  "close a session idle in both directions for SEC seconds",
 	  set_idle_timeout },
 	{ "session-timeout", 0, "SEC", "session_timeout", NULL, OPTION_BOTH,
-	  "3600", "limit on a whole session (accepted, not enforced yet)",
+	  "3600", "limit on a whole session, busy or not",
 	  set_session_timeout },
 	{ "max-sessions", 0, "N", "max_sessions", NULL, OPTION_BOTH, "100",
 	  "sessions open at once per service; more get 421 4.3.2",
@@ -404,12 +402,6 @@ options_tls_name(enum tls_mode m)
 	return "?";
 }
 
-const char *
-options_format_name(enum log_format f)
-{
-	return f == LOG_FORMAT_JSON ? "json" : "text";
-}
-
 const struct option_def *
 options_find_key(const char *key)
 {
@@ -439,7 +431,7 @@ options_defaults(struct options *o)
 		abort();
 	o->tls = TLS_MODE_STARTTLS;
 	o->verify = 1;
-	o->format = LOG_FORMAT_TEXT;
+	o->format = TX_FORMAT_TEXT;
 	o->connect_timeout = 30;
 	o->greeting_timeout = 60;
 	o->tls_timeout = 30;

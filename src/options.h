@@ -17,16 +17,12 @@
 
 #include "attrib.h"
 #include "hostport.h"
+#include "transcript.h"
 
 enum tls_mode {
 	TLS_MODE_STARTTLS,
 	TLS_MODE_IMPLICIT,
 	TLS_MODE_NONE,
-};
-
-enum log_format {
-	LOG_FORMAT_TEXT,
-	LOG_FORMAT_JSON,
 };
 
 /* One "allow" entry: an address and how many leading bits must match. */
@@ -47,8 +43,8 @@ struct options {
 	int		 verify;		/* 0 with --no-verify or verify = no */
 	char		*sni;			/* NULL: the upstream host */
 	char		*ehlo;			/* NULL: the local host name */
-	char		*log;			/* NULL: stderr; "-": stdout */
-	enum log_format	 format;
+	char		*log;			/* NULL: stderr; see transcript.h */
+	enum tx_format	 format;		/* of the transcript */
 	char		*resolv_conf;		/* NULL: /etc/resolv.conf */
 	int		 once;
 	double		 connect_timeout;
@@ -111,7 +107,6 @@ void		 options_help(FILE *);
 void		 options_copy(struct options *, const struct options *);
 void		 options_free(struct options *);
 const char	*options_tls_name(enum tls_mode);
-const char	*options_format_name(enum log_format);
 
 /* The table entry for a config key, or NULL. */
 const struct option_def *options_find_key(const char *);

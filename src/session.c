@@ -212,31 +212,62 @@ session_sockaddr(const struct sockaddr *sa, socklen_t len, char *buf,
 		snprintf(buf, size, "%s:%s", host, port);
 }
 
+/* The service's name in records: NULL without a config file. */
+#define SESSION_SERVICE(s)	((s)->svc->name)
+
 /* Transcript records from the parser of the relayed bytes. */
 static void
 session_parser_cb(const struct smtp_rec *rec, void *arg)
 {
 	struct session *s = arg;
-	const char *dir;
+	struct tx_field side[] = {
+		TXF_STR("side", rec->dir == SMTP_CLIENT ? "client" : "server"),
+	};
+	const char *kind;
+	char dir;
 
+	switch (rec->kind) {
+	case SMTP_REC_COMMAND:
+		kind = "command";
+		break;
+	case SMTP_REC_AUTH:
+		kind = "auth";
+		break;
+	case SMTP_REC_REPLY:
+		kind = "reply";
+		break;
+	case SMTP_REC_HEADER:
+		kind = "header";
+		break;
+	default:
+		kind = "note";
+		break;
+	}
+	/* The parser's own remarks are smtptap's words ("*"), about a side. */
 	if (rec->kind == SMTP_REC_NOTE)
-		dir = "*";
+		dir = '*';
 	else
-		dir = rec->dir == SMTP_CLIENT ? "C:" : "S:";
-	transcript_line(s->id, dir, rec->text, rec->len);
+		dir = rec->dir == SMTP_CLIENT ? 'C' : 'S';
+	transcript_record(s->id, SESSION_SERVICE(s), dir, kind, rec->code,
+	    side, rec->kind == SMTP_REC_NOTE ? 1 : 0, rec->text, rec->len);
 }
 
-/* A protocol line smtptap itself sent or received before the relay. */
+/*
+ * A protocol line smtptap itself sent or received before the relay: who is
+ * "smtptap" or "upstream", to is who it was for.
+ */
 static void
-session_note_line(struct session *s, const char *who, const char *line,
-    size_t len)
+session_note_line(struct session *s, const char *who, const char *to,
+    const char *line, size_t len)
 {
+	struct tx_field f[] = { TXF_STR("who", who), TXF_STR("to", to) };
 	struct strbuf sb;
 
 	strbuf_init(&sb, 0);
-	strbuf_adds(&sb, who);
+	strbuf_printf(&sb, "%s> ", who);
 	escape_append_max(&sb, line, len, 512);
-	transcript_line(s->id, "*", sb.buf, sb.len);
+	transcript_record(s->id, SESSION_SERVICE(s), '*', "dialogue", 0, f,
+	    TX_NFIELDS(f), sb.buf, sb.len);
 	strbuf_free(&sb);
 }
 
@@ -254,14 +285,29 @@ static void
 session_summary(struct session *s)
 {
 	const struct smtp_stats *st = s->parser ? smtp_stats(s->parser) : NULL;
+	int auth = st != NULL && st->auth_mech[0] != '\0';
+	double elapsed = session_elapsed(s);
+	struct tx_field f[] = {
+		TXF_NUM("duration_ms", (long long)(elapsed * 1000)),
+		TXF_NUM("bytes_c2s", s->bytes_c2s),
+		TXF_NUM("bytes_s2c", s->bytes_s2c),
+		TXF_STR("tls", s->tls_up ? s->tls_version : NULL),
+		TXF_STR("auth_mech", auth ? st->auth_mech : NULL),
+		TXF_STR("auth_user", auth && st->auth_user[0] != '\0' ?
+		    st->auth_user : NULL),
+		TXF_NUM("auth_code", auth ? st->auth_code : 0),
+		TXF_NUM("messages_accepted", st ? st->messages_accepted : 0),
+		TXF_NUM("messages_rejected", st ? st->messages_rejected : 0),
+		TXF_STR("failure", s->failure),
+	};
 	struct strbuf sb;
 
 	strbuf_init(&sb, 0);
 	strbuf_printf(&sb, "summary: duration %.3fs, client→server %llu bytes, "
-	    "server→client %llu bytes, tls %s", session_elapsed(s),
+	    "server→client %llu bytes, tls %s", elapsed,
 	    (unsigned long long)s->bytes_c2s, (unsigned long long)s->bytes_s2c,
 	    s->tls_up ? s->tls_version : "none");
-	if (st != NULL && st->auth_mech[0] != '\0') {
+	if (auth) {
 		strbuf_printf(&sb, ", auth %s", st->auth_mech);
 		if (st->auth_user[0] != '\0')
 			strbuf_printf(&sb, " user=\"%s\"", st->auth_user);
@@ -277,7 +323,8 @@ session_summary(struct session *s)
 	    st ? (unsigned long long)st->messages_rejected : 0ULL);
 	if (s->failure != NULL)
 		strbuf_printf(&sb, ", failed: %s", s->failure);
-	transcript_line(s->id, "*", sb.buf, sb.len);
+	transcript_record(s->id, SESSION_SERVICE(s), '*', "summary", 0, f,
+	    TX_NFIELDS(f), sb.buf, sb.len);
 	strbuf_free(&sb);
 }
 
@@ -307,9 +354,15 @@ session_close(struct session *s, const char *why)
 		smtp_eof(s->parser, SMTP_CLIENT);
 		smtp_eof(s->parser, SMTP_SERVER);
 	}
-	if (why != NULL)
-		transcript_note(s->id, "close: %s", why);
+	if (why != NULL) {
+		struct tx_field f[] = { TXF_STR("reason", why) };
+
+		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "close", 0, f,
+		    TX_NFIELDS(f), "close: %s", why);
+	}
 	session_summary(s);
+	/* Nothing more about this session: its own file may be closed. */
+	transcript_session_end(s->id);
 	s->state = SESSION_CLOSED;
 	upstream_cancel(s->connector);
 	s->connector = NULL;
@@ -401,15 +454,32 @@ session_fail(struct session *s, const char *status, const char *detail,
 	va_end(ap);
 	free(s->failure);
 	s->failure = xstrdup(strbuf_str(&reason));
-	if (detail != NULL && *detail != '\0')
-		transcript_note(s->id, "failed: %s; %s", strbuf_str(&reason), detail);
-	else
-		transcript_note(s->id, "failed: %s", strbuf_str(&reason));
+	{
+		struct tx_field f[] = {
+			TXF_STR("reason", strbuf_str(&reason)),
+			TXF_STR("detail", detail != NULL && *detail != '\0' ?
+			    detail : NULL),
+			TXF_STR("status", status),
+		};
+
+		if (detail != NULL && *detail != '\0')
+			transcript_recordf(s->id, SESSION_SERVICE(s), '*', "failed",
+			    0, f, TX_NFIELDS(f), "failed: %s; %s",
+			    strbuf_str(&reason), detail);
+		else
+			transcript_recordf(s->id, SESSION_SERVICE(s), '*', "failed",
+			    0, f, TX_NFIELDS(f), "failed: %s", strbuf_str(&reason));
+	}
 	session_free_upstream(s);
 	if (s->cli != NULL) {
+		struct tx_field f[] = {
+			TXF_STR("who", "smtptap"), TXF_STR("to", "client"),
+		};
+
 		strbuf_init(&line, 0);
 		strbuf_printf(&line, "421 %s smtptap: %s", status, strbuf_str(&reason));
-		transcript_note(s->id, "to client: %s", strbuf_str(&line));
+		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "dialogue", 0,
+		    f, TX_NFIELDS(f), "to client: %s", strbuf_str(&line));
 		strbuf_add(&line, "\r\n", 2);
 		bufferevent_write(s->cli, line.buf, line.len);
 		strbuf_free(&line);
@@ -452,7 +522,7 @@ session_send_ehlo(struct session *s)
 	int n;
 
 	n = snprintf(line, sizeof line, "EHLO %s", s->svc->ehlo);
-	session_note_line(s, "smtptap> ", line, (size_t)n);
+	session_note_line(s, "smtptap", "upstream", line, (size_t)n);
 	bufferevent_write(s->up, line, (size_t)n);
 	bufferevent_write(s->up, "\r\n", 2);
 	reply_init(&s->reply);
@@ -462,7 +532,7 @@ session_send_ehlo(struct session *s)
 static void
 session_send_starttls(struct session *s)
 {
-	session_note_line(s, "smtptap> ", "STARTTLS", 8);
+	session_note_line(s, "smtptap", "upstream", "STARTTLS", 8);
 	bufferevent_write(s->up, "STARTTLS\r\n", 10);
 	reply_init(&s->reply);
 	session_enter(s, SESSION_STARTTLS);
@@ -500,8 +570,16 @@ session_start_tls(struct session *s)
 	bufferevent_setcb(filter, session_up_readcb, session_up_writecb,
 	    session_up_eventcb, s);
 	bufferevent_enable(filter, EV_READ | EV_WRITE);
-	transcript_note(s->id, "TLS handshake with %s (%s)", name,
-	    o->verify ? "verifying" : "verification not enforced: --no-verify");
+	{
+		struct tx_field f[] = {
+			TXF_STR("event", "handshake"), TXF_STR("name", name),
+			TXF_BOOL("enforced", o->verify),
+		};
+
+		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "tls", 0, f,
+		    TX_NFIELDS(f), "TLS handshake with %s (%s)", name, o->verify ?
+		    "verifying" : "verification not enforced: --no-verify");
+	}
 	session_enter(s, SESSION_HANDSHAKE);
 }
 
@@ -511,24 +589,52 @@ session_tls_up(struct session *s)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(s->up);
 	X509 *cert = SSL_get0_peer_certificate(ssl);
-	struct strbuf sb;
+	struct tls_cert_facts cf;
+	struct strbuf sb, why, detail;
+	int ok;
 
 	s->tls_up = 1;
 	snprintf(s->tls_version, sizeof s->tls_version, "%s", SSL_get_version(ssl));
 	strbuf_init(&sb, 0);
 	strbuf_adds(&sb, "TLS ");
 	tls_describe_session(ssl, &sb);
-	transcript_line(s->id, "*", sb.buf, sb.len);
+	{
+		struct tx_field f[] = {
+			TXF_STR("event", "established"),
+			TXF_STR("version", SSL_get_version(ssl)),
+			TXF_STR("cipher", SSL_get_cipher_name(ssl)),
+		};
+
+		transcript_record(s->id, SESSION_SERVICE(s), '*', "tls", 0, f,
+		    TX_NFIELDS(f), sb.buf, sb.len);
+	}
 	strbuf_reset(&sb);
+	memset(&cf, 0, sizeof cf);
 	if (cert != NULL) {
 		strbuf_adds(&sb, "certificate ");
 		tls_describe_cert(cert, &sb);
+		tls_cert_facts(cert, &cf);
 	} else
 		strbuf_adds(&sb, "certificate: none presented");
-	transcript_line(s->id, "*", sb.buf, sb.len);
+	{
+		struct tx_field f[] = {
+			TXF_BOOL("presented", cert != NULL),
+			TXF_STR("subject", cert != NULL ? cf.subject : NULL),
+			TXF_STR("issuer", cert != NULL ? cf.issuer : NULL),
+			TXF_STR("san", cert != NULL && cf.san[0] != '\0' ?
+			    cf.san : NULL),
+			TXF_STR("not_after", cert != NULL ? cf.not_after : NULL),
+		};
+
+		transcript_record(s->id, SESSION_SERVICE(s), '*', "certificate",
+		    0, f, TX_NFIELDS(f), sb.buf, sb.len);
+	}
 	strbuf_reset(&sb);
-	if (s->peer.nerrors == 0 && cert != NULL &&
-	    SSL_get_verify_result(ssl) == X509_V_OK)
+	strbuf_init(&why, 0);
+	strbuf_init(&detail, 0);
+	ok = s->peer.nerrors == 0 && cert != NULL &&
+	    SSL_get_verify_result(ssl) == X509_V_OK;
+	if (ok)
 		strbuf_printf(&sb, "verification ok (name \"%s\")", s->peer.name);
 	else {
 		strbuf_adds(&sb, "verification FAILED: ");
@@ -536,8 +642,23 @@ session_tls_up(struct session *s)
 		if (s->peer.nerrors > 1)
 			strbuf_printf(&sb, " (and %d more errors)", s->peer.nerrors - 1);
 		strbuf_adds(&sb, "; continuing because of --no-verify");
+		tls_describe_verify(&s->peer, &why, &detail);
 	}
-	transcript_line(s->id, "*", sb.buf, sb.len);
+	{
+		struct tx_field f[] = {
+			TXF_STR("result", ok ? "ok" : "failed"),
+			TXF_STR("name", s->peer.name),
+			TXF_STR("reason", ok ? NULL : strbuf_str(&why)),
+			TXF_STR("detail", ok ? NULL : strbuf_str(&detail)),
+			TXF_NUM("errors", s->peer.nerrors),
+			TXF_BOOL("enforced", s->peer.enforce),
+		};
+
+		transcript_record(s->id, SESSION_SERVICE(s), '*', "verify", 0, f,
+		    TX_NFIELDS(f), sb.buf, sb.len);
+	}
+	strbuf_free(&why);
+	strbuf_free(&detail);
 	strbuf_free(&sb);
 
 	if (s->svc->opts->tls == TLS_MODE_IMPLICIT) {
@@ -681,7 +802,7 @@ session_dialogue_read(struct session *s)
 			}
 			strbuf_add(&s->greeting, line, linelen);
 		}
-		session_note_line(s, "upstream> ", line, (size_t)eol.pos);
+		session_note_line(s, "upstream", "smtptap", line, (size_t)eol.pos);
 		rs = reply_feed(&s->reply, line, (size_t)eol.pos);
 		if (rs == REPLY_ERROR) {
 			session_fail(s, "4.4.2", NULL, "upstream sent an invalid reply (%s)",
@@ -1035,8 +1156,16 @@ session_start(struct service *svc, int fd, const struct sockaddr *sa,
 	if (getsockname(fd, (struct sockaddr *)&local, &locallen) == 0)
 		session_sockaddr((struct sockaddr *)&local, locallen,
 		    s->local_addr, sizeof s->local_addr);
-	transcript_note(s->id, "connect from %s to %s", s->client_addr,
-	    s->local_addr);
+	{
+		struct tx_field f[] = {
+			TXF_STR("client", s->client_addr),
+			TXF_STR("local", s->local_addr),
+		};
+
+		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "connect", 0, f,
+		    TX_NFIELDS(f), "connect from %s to %s", s->client_addr,
+		    s->local_addr);
+	}
 	svc->sessions++;
 	svc->total++;
 	session_count++;
@@ -1065,7 +1194,7 @@ session_start(struct service *svc, int fd, const struct sockaddr *sa,
 
 	s->state = SESSION_CONNECTING;
 	s->connector = upstream_connect(svc->base, svc->dns, &svc->opts->upstream,
-	    svc->opts->connect_timeout, s->id, session_connected_cb, s);
+	    svc->opts->connect_timeout, s->id, svc->name, session_connected_cb, s);
 	if (s->connector == NULL)
 		session_fail(s, "4.3.0", NULL, "out of resources");
 }

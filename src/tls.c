@@ -228,6 +228,21 @@ tls_describe_cert(X509 *cert, struct strbuf *sb)
 	strbuf_printf(sb, " valid until %s", na);
 }
 
+void
+tls_cert_facts(X509 *cert, struct tls_cert_facts *f)
+{
+	struct strbuf sb;
+
+	tls_x509_name(X509_get_subject_name(cert), f->subject, sizeof f->subject);
+	tls_x509_name(X509_get_issuer_name(cert), f->issuer, sizeof f->issuer);
+	tls_asn1_time(X509_get0_notAfter(cert), f->not_after,
+	    sizeof f->not_after);
+	strbuf_init(&sb, sizeof f->san - 1);
+	tls_describe_san(cert, &sb);
+	snprintf(f->san, sizeof f->san, "%s", strbuf_str(&sb));
+	strbuf_free(&sb);
+}
+
 /* The names a certificate answers to: its SANs, else its common name. */
 static void
 tls_presented_names(X509 *cert, struct strbuf *sb)

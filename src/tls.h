@@ -26,6 +26,14 @@ struct tls_peer {
 	char	 name[256];	/* the name or IP checked */
 };
 
+/* A certificate's facts one by one, escaped, for structured records. */
+struct tls_cert_facts {
+	char	 subject[256];
+	char	 issuer[256];
+	char	 san[1024];	/* "DNS:a, IP:b"; "" when there is no SAN */
+	char	 not_after[40];
+};
+
 SSL_CTX	*tls_ctx_new(const struct options *, char **cause) WUNRES;
 /* A new SSL for one session; name is checked (and sent as SNI unless an IP). */
 SSL	*tls_ssl_new(SSL_CTX *, const char *name, struct tls_peer *,
@@ -36,6 +44,7 @@ void	 tls_peer_clear(struct tls_peer *);
 void	 tls_describe_session(SSL *, struct strbuf *);
 /* "subject "CN=..." issuer "CN=..." SAN DNS:a, IP:b valid until ..." */
 void	 tls_describe_cert(X509 *, struct strbuf *);
+void	 tls_cert_facts(X509 *, struct tls_cert_facts *);
 /*
  * Why verification failed, in words for the MUA's 421 ("upstream certificate
  * has expired (...)"), and which certificate for the transcript. The two

@@ -1,9 +1,18 @@
-/* transcript.c - format transcript records and write them out. */
+/*
+ * transcript.c - build transcript records and hand them to the writer thread.
+ *
+ * The event loop packs each record into one queue item (logqueue.c) and goes
+ * on; the writer thread formats it and writes it to the sink. This keeps a
+ * full disk, a pipe nobody reads or a slow journal away from the relay: the
+ * queue is bounded, and what does not fit is counted and reported as one
+ * "dropped" record once writing works again.
+ */
 #include <sys/stat.h>
 #include <sys/time.h>
 
 #include <errno.h>
-#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,128 +20,449 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
+#include "logqueue.h"
+#include "sink.h"
 #include "strbuf.h"
 #include "transcript.h"
 #include "xmalloc.h"
 
-static FILE *transcript_fp;
-static int transcript_owned;
-static char *transcript_path;
+/* At most one diagnostic about lost records per this many seconds. */
+#define WARN_INTERVAL	10
+
+enum txq_type {
+	TXQ_RECORD,
+	TXQ_REOPEN,
+	TXQ_END,
+};
+
+/* What a queue item holds: a control word, then the record. */
+struct txq {
+	enum txq_type	 type;
+	uint32_t	 session;	/* TXQ_END */
+	struct txent	 ent;		/* TXQ_RECORD */
+	/* The fields, then the strings. */
+};
+
+enum transcript_state {
+	TRANSCRIPT_NEW,		/* not opened yet: write to stderr at once */
+	TRANSCRIPT_RUNNING,
+	TRANSCRIPT_STOPPED,	/* closed: records are discarded */
+};
+
+static enum transcript_state	 state = TRANSCRIPT_NEW;
+static struct logqueue		*queue;
+static struct sink		 sink;
+static pthread_t		 writer;
+static pthread_mutex_t		 done_mtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t		 done_cond;
+static int			 writer_done;
+
+/* Writer-thread state. */
+static uint64_t			 lost;		/* not yet reported */
+static time_t			 last_warn;
 
 int
-transcript_open(const char *path, char **cause)
+transcript_parse_format(const char *v, enum tx_format *f)
 {
-	int fd;
-
-	if (path == NULL) {
-		transcript_fp = stderr;
-		return 0;
-	}
-	if (strcmp(path, "-") == 0) {
-		transcript_fp = stdout;
-		return 0;
-	}
-	/* The transcript holds user names and message headers: owner only, and
-	 * never follow a symlink that someone else may have planted. */
-	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
-	if (fd == -1) {
-		xasprintf(cause, "cannot open transcript %s: %s", path,
-		    errno == ELOOP ? "it is a symbolic link" : strerror(errno));
+	if (strcmp(v, "text") == 0)
+		*f = TX_FORMAT_TEXT;
+	else if (strcmp(v, "json") == 0)
+		*f = TX_FORMAT_JSON;
+	else
 		return -1;
-	}
-	if ((transcript_fp = fdopen(fd, "a")) == NULL) {
-		xasprintf(cause, "cannot open transcript %s: %s", path,
-		    strerror(errno));
-		close(fd);
-		return -1;
-	}
-	transcript_owned = 1;
-	free(transcript_path);
-	transcript_path = xstrdup(path);
 	return 0;
 }
 
 int
-transcript_reopen(void)
+transcript_check_dest(const char *dest, char **cause)
 {
-	FILE *old = transcript_fp;
-	char *path, *cause = NULL;
-
-	if (!transcript_owned || transcript_path == NULL)
+	if (dest == NULL)
 		return 0;
-	/* logrotate moved the file: continue in a new one at the same path. */
-	path = xstrdup(transcript_path);
-	transcript_owned = 0;
-	if (transcript_open(path, &cause) != 0) {
-		transcript_fp = old;
-		transcript_owned = 1;
-		fprintf(stderr, "smtptap: %s; still writing to the old file\n",
-		    cause);
-		free(cause);
-		free(path);
+	if (*dest == '\0') {
+		xasprintf(cause, "empty value");
 		return -1;
 	}
-	fclose(old);
-	free(path);
+#ifndef HAVE_SYSTEMD
+	if (strcmp(dest, "journal") == 0) {
+		xasprintf(cause, "\"journal\": smtptap was built without systemd "
+		    "support (use syslog, or rebuild with --with-systemd)");
+		return -1;
+	}
+#endif
+	if (strncmp(dest, "dir:", 4) == 0 && dest[4] == '\0') {
+		xasprintf(cause, "\"dir:\" needs a directory, as in dir:/var/log/smtptap");
+		return -1;
+	}
+	return 0;
+}
+
+/* Which sink a destination names; sets sink.path and sink.fd. */
+static const struct sink_ops *
+transcript_pick(const char *dest)
+{
+	struct stat st;
+
+	sink.fd = -1;
+	if (dest == NULL || strcmp(dest, "stderr") == 0) {
+		sink.fd = STDERR_FILENO;
+		return &sink_file_ops;
+	}
+	if (strcmp(dest, "-") == 0) {
+		sink.fd = STDOUT_FILENO;
+		return &sink_file_ops;
+	}
+	if (strcmp(dest, "syslog") == 0)
+		return &sink_syslog_ops;
+#ifdef HAVE_SYSTEMD
+	if (strcmp(dest, "journal") == 0)
+		return &sink_journal_ops;
+#endif
+	if (strncmp(dest, "dir:", 4) == 0) {
+		sink.path = xstrdup(dest + 4);
+		return &sink_dir_ops;
+	}
+	sink.path = xstrdup(dest);
+	if (stat(dest, &st) == 0 && S_ISDIR(st.st_mode))
+		return &sink_dir_ops;
+	return &sink_file_ops;
+}
+
+/* The writer could not write: say so now and then, never per record. */
+static void
+transcript_warn(const char *fmt, ...) PRINTFLIKE(1, 2);
+
+static void
+transcript_warn(const char *fmt, ...)
+{
+	char msg[512];
+	time_t now = time(NULL);
+	va_list ap;
+
+	if (last_warn != 0 && now - last_warn < WARN_INTERVAL)
+		return;
+	last_warn = now;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	log_warnx("transcript: %s", msg);
+}
+
+static const char *
+transcript_where(void)
+{
+	if (sink.path != NULL)
+		return sink.path;
+	if (sink.ops == &sink_file_ops)
+		return sink.fd == STDOUT_FILENO ? "standard output" :
+		    "standard error";
+	return sink.ops->name;
+}
+
+/* The "N transcript records dropped" record, made on the writer thread. */
+static int
+transcript_write_dropped(uint64_t n)
+{
+	struct tx_field field[] = { TXF_NUM("count", n) };
+	struct txent e;
+	char text[128];
+
+	memset(&e, 0, sizeof e);
+	gettimeofday(&e.tv, NULL);
+	e.dir = '*';
+	e.kind = "dropped";
+	snprintf(text, sizeof text, "%llu transcript record%s dropped (log "
+	    "destination full or blocked)", (unsigned long long)n,
+	    n == 1 ? "" : "s");
+	e.text = text;
+	e.len = strlen(text);
+	e.fields = field;
+	e.nfields = TX_NFIELDS(field);
+	return sink.ops->write(&sink, &e);
+}
+
+/*
+ * Write one record, first the count of the records lost before it. When the
+ * count cannot be written the record is not tried either: a record that does
+ * appear is always preceded by the news of any gap before it.
+ */
+static void
+transcript_write_ent(const struct txent *e, uint64_t dropped_before)
+{
+	if (dropped_before > 0) {
+		transcript_warn("%llu records dropped: %s did not keep up",
+		    (unsigned long long)dropped_before, transcript_where());
+		lost += dropped_before;
+	}
+	if (lost > 0) {
+		if (transcript_write_dropped(lost) != 0) {
+			lost++;
+			transcript_warn("cannot write to %s: %s; records are "
+			    "being dropped", transcript_where(), strerror(errno));
+			return;
+		}
+		lost = 0;
+	}
+	if (sink.ops->write(&sink, e) != 0) {
+		lost++;
+		transcript_warn("cannot write to %s: %s; records are being dropped",
+		    transcript_where(), strerror(errno));
+	}
+}
+
+static void *
+transcript_writer(void *arg)
+{
+	struct txq *q;
+	uint64_t dropped;
+	char *cause;
+
+	while ((q = logqueue_pop(queue, -1, &dropped)) != NULL) {
+		switch (q->type) {
+		case TXQ_RECORD:
+			transcript_write_ent(&q->ent, dropped);
+			break;
+		case TXQ_REOPEN:
+			cause = NULL;
+			if (sink.ops->reopen != NULL &&
+			    sink.ops->reopen(&sink, &cause) != 0) {
+				log_warnx("transcript: %s; still writing to the "
+				    "old file", cause);
+				free(cause);
+			}
+			break;
+		case TXQ_END:
+			if (sink.ops->end != NULL)
+				sink.ops->end(&sink, q->session);
+			break;
+		}
+		logqueue_item_free(q);
+	}
+	/* Drops after the last queued record. */
+	lost += logqueue_take_dropped(queue);
+	if (lost > 0 && transcript_write_dropped(lost) == 0)
+		lost = 0;
+
+	pthread_mutex_lock(&done_mtx);
+	writer_done = 1;
+	pthread_cond_signal(&done_cond);
+	pthread_mutex_unlock(&done_mtx);
+	return NULL;
+}
+
+int
+transcript_open(const char *dest, enum tx_format format, char **cause)
+{
+	pthread_condattr_t ca;
+	sigset_t all, old;
+	int error;
+
+	if (transcript_check_dest(dest, cause) != 0)
+		return -1;
+	memset(&sink, 0, sizeof sink);
+	sink.format = format;
+	sink.ops = transcript_pick(dest);
+	if (sink.ops->open(&sink, cause) != 0) {
+		free(sink.path);
+		sink.path = NULL;
+		return -1;
+	}
+	queue = logqueue_new(TRANSCRIPT_QUEUE_LIMIT);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&done_cond, &ca);
+	pthread_condattr_destroy(&ca);
+
+	/* Signals belong to the event loop's thread, not to the writer. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	error = pthread_create(&writer, NULL, transcript_writer, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (error != 0) {
+		xasprintf(cause, "cannot start the transcript writer: %s",
+		    strerror(error));
+		sink.ops->close(&sink);
+		logqueue_free(queue);
+		queue = NULL;
+		free(sink.path);
+		sink.path = NULL;
+		return -1;
+	}
+	state = TRANSCRIPT_RUNNING;
 	return 0;
 }
 
 void
 transcript_close(void)
 {
-	free(transcript_path);
-	transcript_path = NULL;
-	if (transcript_fp != NULL && transcript_owned)
-		fclose(transcript_fp);
-	else if (transcript_fp != NULL)
-		fflush(transcript_fp);
-	transcript_fp = NULL;
-	transcript_owned = 0;
+	struct timespec ts;
+	int done;
+
+	if (state != TRANSCRIPT_RUNNING) {
+		state = TRANSCRIPT_STOPPED;
+		return;
+	}
+	state = TRANSCRIPT_STOPPED;
+	logqueue_close(queue);
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += TRANSCRIPT_FLUSH_MS / 1000;
+	ts.tv_nsec += (long)(TRANSCRIPT_FLUSH_MS % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&done_mtx);
+	while (!writer_done)
+		if (pthread_cond_timedwait(&done_cond, &done_mtx, &ts) != 0)
+			break;
+	done = writer_done;
+	pthread_mutex_unlock(&done_mtx);
+	if (!done) {
+		/* Blocked in write(2) for good: leave it to exit(). */
+		log_warnx("transcript: %s still blocked after %d ms; the records "
+		    "not yet written are lost", transcript_where(),
+		    TRANSCRIPT_FLUSH_MS);
+		return;
+	}
+	pthread_join(writer, NULL);
+	sink.ops->close(&sink);
+	free(sink.path);
+	sink.path = NULL;
+	logqueue_free(queue);
+	queue = NULL;
+	pthread_cond_destroy(&done_cond);
 }
 
 static void
-transcript_prefix(struct strbuf *sb, uint32_t session, const char *dir)
+transcript_control(enum txq_type type, uint32_t session)
 {
-	struct timeval tv;
-	struct tm tm;
-	char ts[32];
+	struct txq *q;
 
-	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (session == TRANSCRIPT_NOSESSION)
-		strbuf_printf(sb, "%s.%03ldZ - %s ", ts, (long)tv.tv_usec / 1000, dir);
-	else
-		strbuf_printf(sb, "%s.%03ldZ %08x %s ", ts,
-		    (long)tv.tv_usec / 1000, session, dir);
+	if (state != TRANSCRIPT_RUNNING)
+		return;
+	q = logqueue_item_new(sizeof *q);
+	q->type = type;
+	q->session = session;
+	(void)logqueue_push(queue, q, 1);
 }
 
-static void
-transcript_write(struct strbuf *sb)
+void
+transcript_reopen(void)
 {
-	FILE *fp = transcript_fp != NULL ? transcript_fp : stderr;
-	size_t i;
+	transcript_control(TXQ_REOPEN, 0);
+}
 
-	/* Text arrives escaped; this is the last guard against a forged line. */
-	for (i = 0; i < sb->len; i++)
-		if (sb->buf[i] == '\n' || sb->buf[i] == '\r')
-			sb->buf[i] = '?';
-	strbuf_addc(sb, '\n');
-	fwrite(sb->buf, 1, sb->len, fp);
-	fflush(fp);
+void
+transcript_session_end(uint32_t session)
+{
+	transcript_control(TXQ_END, session);
+}
+
+/* Copy s into the item's string area. */
+static const char *
+transcript_put(char **area, const char *s, size_t len)
+{
+	char *p = *area;
+
+	memcpy(p, s, len);
+	p[len] = '\0';
+	*area += len + 1;
+	return p;
+}
+
+void
+transcript_record(uint32_t session, const char *service, char dir,
+    const char *kind, int code, const struct tx_field *fields, size_t nfields,
+    const char *text, size_t len)
+{
+	struct txq *q;
+	struct txent *e, tmp;
+	struct tx_field *f;
+	struct strbuf sb;
+	size_t size, i;
+	char *area;
+
+	if (state == TRANSCRIPT_STOPPED)
+		return;
+	if (state == TRANSCRIPT_NEW) {
+		/* Before transcript_open(): straight to stderr, as text. */
+		memset(&tmp, 0, sizeof tmp);
+		gettimeofday(&tmp.tv, NULL);
+		tmp.session = session;
+		tmp.dir = dir;
+		tmp.code = code;
+		tmp.kind = kind;
+		tmp.text = text;
+		tmp.len = len;
+		strbuf_init(&sb, 0);
+		txformat_line(&tmp, TX_FORMAT_TEXT, TXF_TIMESTAMP, &sb);
+		(void)sink_write_all(STDERR_FILENO, sb.buf, sb.len);
+		strbuf_free(&sb);
+		return;
+	}
+
+	size = sizeof *q + nfields * sizeof *fields + strlen(kind) + 1 + len + 1;
+	if (service != NULL)
+		size += strlen(service) + 1;
+	for (i = 0; i < nfields; i++) {
+		size += strlen(fields[i].key) + 1;
+		if (fields[i].type == TX_STR && fields[i].str != NULL)
+			size += strlen(fields[i].str) + 1;
+	}
+	q = logqueue_item_new(size);
+	q->type = TXQ_RECORD;
+	e = &q->ent;
+	/* struct txq is aligned for any member, and so is what follows it. */
+	f = (struct tx_field *)(q + 1);
+	area = (char *)(f + nfields);
+	gettimeofday(&e->tv, NULL);
+	e->session = session;
+	e->dir = dir;
+	e->code = code;
+	e->kind = transcript_put(&area, kind, strlen(kind));
+	e->service = service != NULL ?
+	    transcript_put(&area, service, strlen(service)) : NULL;
+	e->text = transcript_put(&area, text, len);
+	e->len = len;
+	e->fields = f;
+	e->nfields = nfields;
+	for (i = 0; i < nfields; i++) {
+		f[i] = fields[i];
+		f[i].key = transcript_put(&area, fields[i].key,
+		    strlen(fields[i].key));
+		if (fields[i].type == TX_STR && fields[i].str != NULL)
+			f[i].str = transcript_put(&area, fields[i].str,
+			    strlen(fields[i].str));
+	}
+	/* Full: dropped and counted inside; the writer reports the count. */
+	(void)logqueue_push(queue, q, 0);
+}
+
+void
+transcript_recordf(uint32_t session, const char *service, char dir,
+    const char *kind, int code, const struct tx_field *fields, size_t nfields,
+    const char *fmt, ...)
+{
+	struct strbuf sb;
+	va_list ap;
+
+	strbuf_init(&sb, 0);
+	va_start(ap, fmt);
+	strbuf_vprintf(&sb, fmt, ap);
+	va_end(ap);
+	transcript_record(session, service, dir, kind, code, fields, nfields,
+	    sb.len ? sb.buf : "", sb.len);
+	strbuf_free(&sb);
 }
 
 void
 transcript_line(uint32_t session, const char *dir, const char *text, size_t len)
 {
-	struct strbuf sb;
+	char d = dir[0] == 'C' || dir[0] == 'S' ? dir[0] : '*';
 
-	strbuf_init(&sb, 0);
-	transcript_prefix(&sb, session, dir);
-	strbuf_add(&sb, text, len);
-	transcript_write(&sb);
-	strbuf_free(&sb);
+	transcript_record(session, NULL, d, d == 'C' ? "command" : d == 'S' ?
+	    "reply" : "note", 0, NULL, 0, text, len);
 }
 
 void
@@ -142,10 +472,10 @@ transcript_note(uint32_t session, const char *fmt, ...)
 	va_list ap;
 
 	strbuf_init(&sb, 0);
-	transcript_prefix(&sb, session, "*");
 	va_start(ap, fmt);
 	strbuf_vprintf(&sb, fmt, ap);
 	va_end(ap);
-	transcript_write(&sb);
+	transcript_record(session, NULL, '*', "note", 0, NULL, 0,
+	    sb.len ? sb.buf : "", sb.len);
 	strbuf_free(&sb);
 }

@@ -30,6 +30,7 @@ struct upstream {
 	struct hostport		 hp;
 	struct timeval		 timeout;
 	uint32_t		 session;
+	const char		*service;	/* for the transcript; may be NULL */
 	upstream_cb		 cb;
 	void			*arg;
 
@@ -48,6 +49,23 @@ struct upstream {
 };
 
 static void	upstream_try_next(struct upstream *);
+
+/* An "upstream" record: event is trying, connected or error. */
+static void
+upstream_record(struct upstream *u, const char *event, const char *error,
+    const char *text)
+{
+	struct tx_field f[] = {
+		TXF_STR("event", event),
+		TXF_STR("host", u->hp.host),
+		TXF_STR("port", u->hp.port),
+		TXF_STR("address", u->curaddr),
+		TXF_STR("error", error),
+	};
+
+	transcript_record(u->session, u->service, '*', "upstream", 0, f,
+	    TX_NFIELDS(f), text, strlen(text));
+}
 
 static void
 upstream_free(struct upstream *u)
@@ -173,11 +191,12 @@ upstream_addr(const struct sockaddr *sa, char *buf, size_t size)
 }
 
 static void
-upstream_attempt_failed(struct upstream *u, const char *fmt, ...)
-    PRINTFLIKE(2, 3);
+upstream_attempt_failed(struct upstream *u, const char *error,
+    const char *fmt, ...) PRINTFLIKE(3, 4);
 
 static void
-upstream_attempt_failed(struct upstream *u, const char *fmt, ...)
+upstream_attempt_failed(struct upstream *u, const char *error,
+    const char *fmt, ...)
 {
 	va_list ap;
 
@@ -186,7 +205,7 @@ upstream_attempt_failed(struct upstream *u, const char *fmt, ...)
 	if (vasprintf(&u->last_error, fmt, ap) == -1)
 		u->last_error = NULL;
 	va_end(ap);
-	transcript_note(u->session, "%s", u->last_error ? u->last_error : "?");
+	upstream_record(u, "error", error, u->last_error ? u->last_error : "?");
 	if (u->bev != NULL) {
 		bufferevent_free(u->bev);
 		u->bev = NULL;
@@ -201,18 +220,21 @@ upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct upstream *u = arg;
 	int err = EVUTIL_SOCKET_ERROR();
+	const char *error;
+	char *text;
 
 	if (what & BEV_EVENT_CONNECTED) {
 		evtimer_del(u->timer);
 		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
-		transcript_note(u->session, "connected to %s port %s",
-		    u->curaddr, u->hp.port);
+		xasprintf(&text, "connected to %s port %s", u->curaddr, u->hp.port);
+		upstream_record(u, "connected", NULL, text);
+		free(text);
 		upstream_finish(u, bev, NULL, NULL);
 		return;
 	}
-	upstream_attempt_failed(u, "cannot connect to upstream %s port %s: %s",
-	    u->curaddr, u->hp.port, err ? evutil_socket_error_to_string(err) :
-	    "connection failed");
+	error = err ? evutil_socket_error_to_string(err) : "connection failed";
+	upstream_attempt_failed(u, error, "cannot connect to upstream %s port "
+	    "%s: %s", u->curaddr, u->hp.port, error);
 }
 
 static void
@@ -228,18 +250,26 @@ upstream_timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (u->state == UPSTREAM_CONNECTING)
-		upstream_attempt_failed(u, "connection to upstream %s port %s "
-		    "timed out after %gs", u->curaddr, u->hp.port,
+		upstream_attempt_failed(u, "timed out", "connection to upstream "
+		    "%s port %s timed out after %gs", u->curaddr, u->hp.port,
 		    (double)u->timeout.tv_sec + u->timeout.tv_usec / 1e6);
 }
 
 static void
 upstream_try_next(struct upstream *u)
 {
+	const char *error;
+
 	for (; u->cur != NULL; u->cur = u->cur->ai_next) {
 		upstream_addr(u->cur->ai_addr, u->curaddr, sizeof u->curaddr);
-		transcript_note(u->session, "upstream %s port %s: trying %s",
-		    u->hp.host, u->hp.port, u->curaddr);
+		{
+			char *text;
+
+			xasprintf(&text, "upstream %s port %s: trying %s",
+			    u->hp.host, u->hp.port, u->curaddr);
+			upstream_record(u, "trying", NULL, text);
+			free(text);
+		}
 		u->bev = bufferevent_socket_new(u->base, -1,
 		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 		if (u->bev == NULL)
@@ -252,10 +282,10 @@ upstream_try_next(struct upstream *u)
 			return;
 		}
 		free(u->last_error);
+		error = evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
 		xasprintf(&u->last_error, "cannot connect to upstream %s port %s: %s",
-		    u->curaddr, u->hp.port,
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		transcript_note(u->session, "%s", u->last_error);
+		    u->curaddr, u->hp.port, error);
+		upstream_record(u, "error", error, u->last_error);
 		bufferevent_free(u->bev);
 		u->bev = NULL;
 	}
@@ -266,10 +296,11 @@ upstream_try_next(struct upstream *u)
 struct upstream *
 upstream_connect(struct event_base *base, struct evdns_base *dns,
     const struct hostport *hp, double timeout, uint32_t session,
-    upstream_cb cb, void *arg)
+    const char *service, upstream_cb cb, void *arg)
 {
 	struct upstream *u = xcalloc(1, sizeof *u);
 
+	u->service = service;
 	u->base = base;
 	u->dns = dns;
 	u->hp = *hp;

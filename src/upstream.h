@@ -21,9 +21,10 @@ struct upstream;
 typedef void (*upstream_cb)(struct bufferevent *, const char *status,
     const char *reason, void *arg);
 
+/* session and service name the transcript records; service may be NULL. */
 struct upstream	*upstream_connect(struct event_base *, struct evdns_base *,
 		    const struct hostport *, double timeout, uint32_t session,
-		    upstream_cb, void *arg);
+		    const char *service, upstream_cb, void *arg);
 /* Stop trying; the callback will not run. */
 void		 upstream_cancel(struct upstream *);
 

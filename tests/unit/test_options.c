@@ -148,7 +148,7 @@ test_new_flags(void **state)
 	assert_int_equal(o.max_sessions_total, 9);
 	assert_true(o.session_timeout == 60);
 	assert_string_equal(o.user, "nobody");
-	assert_int_equal(o.format, LOG_FORMAT_JSON);
+	assert_int_equal(o.format, TX_FORMAT_JSON);
 	assert_true(o.shutdown_grace == 0);
 	assert_int_equal(o.nallow, 3);
 	options_free(&o);

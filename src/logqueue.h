@@ -1,0 +1,55 @@
+/*
+ * logqueue.h - a bounded queue of transcript records between the event loop
+ * and the one writer thread.
+ *
+ * Pure: pthreads only, no libevent, no I/O. The event loop must never wait
+ * for a log destination, so a push never blocks: when the queue already holds
+ * its byte limit the item is freed and counted instead. The count travels
+ * with the next item that does fit ("dropped_before"), so the writer can say
+ * exactly where the gap is. Control items (reopen, end of a session) bypass
+ * the limit: they are tiny and losing one would leak or misroute.
+ *
+ * Items may hold transcript text, so they are wiped when freed.
+ */
+#ifndef SMTPTAP_LOGQUEUE_H
+#define SMTPTAP_LOGQUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attrib.h"
+
+struct logqueue;
+
+struct logqueue	*logqueue_new(size_t limit);
+/* Frees the queue and every item still in it. No thread may use it after. */
+void		 logqueue_free(struct logqueue *);
+
+/* A zeroed payload of size bytes, to fill and push (or logqueue_item_free). */
+void		*logqueue_item_new(size_t size);
+void		 logqueue_item_free(void *);
+
+/*
+ * Appends the item or, past the limit or after logqueue_close(), frees and
+ * counts it. Returns 0 when queued, -1 when dropped. A control item is
+ * queued whatever the limit (but not after close).
+ */
+int		 logqueue_push(struct logqueue *, void *item, int control);
+
+/*
+ * The oldest item, waiting at most timeout_ms (-1: for ever) for one. NULL
+ * on timeout, or when the queue is closed and empty. *dropped_before is the
+ * number of items dropped just before this one.
+ */
+void		*logqueue_pop(struct logqueue *, int timeout_ms,
+		    uint64_t *dropped_before);
+
+/* Stop accepting; logqueue_pop() drains what is left, then returns NULL. */
+void		 logqueue_close(struct logqueue *);
+/* Items dropped since the last one queued (reported by nobody yet); resets. */
+uint64_t	 logqueue_take_dropped(struct logqueue *);
+/* Totals since creation, for diagnostics and tests. */
+void		 logqueue_stats(struct logqueue *, size_t *queued_bytes,
+		    size_t *items, uint64_t *dropped_total);
+
+#endif
