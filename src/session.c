@@ -233,6 +233,22 @@ session_elapsed(const struct session *s)
 	return (double)d.tv_sec + d.tv_usec / 1e6;
 }
 
+/* One line a person can act on, from the parser; right before the summary. */
+static void
+session_verdict(struct session *s)
+{
+	struct strbuf sb;
+
+	/* Before the relay, or failed: the summary's "failed:" says it all. */
+	if (s->parser == NULL || s->failure != NULL || s->state < SESSION_RELAY)
+		return;
+	strbuf_init(&sb, 0);
+	strbuf_adds(&sb, "verdict: ");
+	smtp_verdict(s->parser, &sb);
+	transcript_line(s->id, "*", sb.buf, sb.len);
+	strbuf_free(&sb);
+}
+
 static void
 session_summary(struct session *s)
 {
@@ -292,6 +308,7 @@ session_close(struct session *s, const char *why)
 	}
 	if (why != NULL)
 		transcript_note(s->id, "close: %s", why);
+	session_verdict(s);
 	session_summary(s);
 	s->state = SESSION_CLOSED;
 	upstream_cancel(s->connector);
@@ -398,7 +415,8 @@ session_start_relay(struct session *s)
 
 	session_enter(s, SESSION_RELAY);
 	time(&s->last_activity);
-	s->parser = smtp_new(session_parser_cb, s);
+	if (s->parser == NULL)	/* may exist: smtptap's EHLO fed it */
+		s->parser = smtp_new(session_parser_cb, s);
 	bufferevent_setcb(s->up, session_up_readcb, session_up_writecb,
 	    session_up_eventcb, s);
 	bufferevent_write(s->cli, s->greeting.buf, s->greeting.len);
@@ -649,6 +667,12 @@ session_dialogue_read(struct session *s)
 			strbuf_add(&s->greeting, line, linelen);
 		}
 		session_note_line(s, "upstream> ", line, (size_t)eol.pos);
+		/* What the server offers before TLS, for the parser's summary. */
+		if (s->state == SESSION_EHLO) {
+			if (s->parser == NULL)
+				s->parser = smtp_new(session_parser_cb, s);
+			smtp_pretls_caps(s->parser, line, (size_t)eol.pos);
+		}
 		rs = reply_feed(&s->reply, line, (size_t)eol.pos);
 		if (rs == REPLY_ERROR) {
 			session_fail(s, "4.4.2", "upstream sent an invalid reply (%s)",
