@@ -226,8 +226,13 @@ smtp_new(smtp_rec_cb cb, void *arg)
 	p->arg = arg;
 	strbuf_init(&p->out, 0);
 	strbuf_init(&p->tmp, 0);
+	/*
+	 * Room for SMTP_CAPS_MAX escaped capabilities at their longest, so
+	 * that the cap never cuts an escape or a UTF-8 sequence in two.
+	 */
 	for (i = 0; i < 2; i++)
-		strbuf_init(&p->caps[i].list, 4096);
+		strbuf_init(&p->caps[i].list, SMTP_CAPS_MAX *
+		    (4 * SMTP_CAP_SHOW + 32) + 16);
 	/* A SASL response may legitimately be this long (RFC 4954). */
 	p->line[SMTP_CLIENT].size = SASL_LINE_MAX;
 	p->line[SMTP_SERVER].size = SMTP_LINE_MAX;
