@@ -281,6 +281,26 @@ session_elapsed(const struct session *s)
 	return (double)d.tv_sec + d.tv_usec / 1e6;
 }
 
+/* One line a person can act on, from the parser; right before the summary. */
+static void
+session_verdict(struct session *s)
+{
+	struct strbuf sb;
+
+	/* Before the relay, or failed: the summary's "failed:" says it all. */
+	if (s->parser == NULL || s->failure != NULL || s->state < SESSION_RELAY)
+		return;
+	strbuf_init(&sb, 0);
+	smtp_verdict(s->parser, &sb);
+	{
+		struct tx_field f[] = { TXF_STR("verdict", strbuf_str(&sb)) };
+
+		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "verdict", 0,
+		    f, TX_NFIELDS(f), "verdict: %s", strbuf_str(&sb));
+	}
+	strbuf_free(&sb);
+}
+
 static void
 session_summary(struct session *s)
 {
@@ -360,6 +380,7 @@ session_close(struct session *s, const char *why)
 		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "close", 0, f,
 		    TX_NFIELDS(f), "close: %s", why);
 	}
+	session_verdict(s);
 	session_summary(s);
 	/* Nothing more about this session: its own file may be closed. */
 	transcript_session_end(s->id);
@@ -497,7 +518,8 @@ session_start_relay(struct session *s)
 
 	session_enter(s, SESSION_RELAY);
 	time(&s->last_activity);
-	s->parser = smtp_new(session_parser_cb, s);
+	if (s->parser == NULL)	/* may exist: smtptap's EHLO fed it */
+		s->parser = smtp_new(session_parser_cb, s);
 	bufferevent_setcb(s->up, session_up_readcb, session_up_writecb,
 	    session_up_eventcb, s);
 	bufferevent_write(s->cli, s->greeting.buf, s->greeting.len);
@@ -803,6 +825,12 @@ session_dialogue_read(struct session *s)
 			strbuf_add(&s->greeting, line, linelen);
 		}
 		session_note_line(s, "upstream", "smtptap", line, (size_t)eol.pos);
+		/* What the server offers before TLS, for the parser's summary. */
+		if (s->state == SESSION_EHLO) {
+			if (s->parser == NULL)
+				s->parser = smtp_new(session_parser_cb, s);
+			smtp_pretls_caps(s->parser, line, (size_t)eol.pos);
+		}
 		rs = reply_feed(&s->reply, line, (size_t)eol.pos);
 		if (rs == REPLY_ERROR) {
 			session_fail(s, "4.4.2", NULL, "upstream sent an invalid reply (%s)",
@@ -892,6 +920,9 @@ session_up_shutdown(struct session *s)
 	if (s->up == NULL ||
 	    evbuffer_get_length(bufferevent_get_output(s->up)) > 0)
 		return;
+	/* A client that pipelined and half-closed still wants the replies. */
+	if (s->parser != NULL && smtp_pending(s->parser) > 0)
+		return;
 	s->up_shut_pending = 0;
 	if (s->tls_up) {
 		if ((ssl = bufferevent_openssl_get_ssl(s->up)) != NULL)
@@ -912,8 +943,12 @@ session_up_readcb(struct bufferevent *bev, void *arg)
 		session_dialogue_read(s);
 		break;
 	case SESSION_RELAY:
+		session_relay(s, s->up, s->cli, SMTP_SERVER);
+		break;
 	case SESSION_CLIENT_GONE:
 		session_relay(s, s->up, s->cli, SMTP_SERVER);
+		if (s->up_shut_pending)
+			session_up_shutdown(s);
 		break;
 	default:
 		/* Bytes during the handshake belong to OpenSSL; none reach here. */

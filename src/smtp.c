@@ -16,21 +16,57 @@
 #include "escape.h"
 #include "sasl.h"
 #include "smtp.h"
+#include "status.h"
 #include "strbuf.h"
 #include "xmalloc.h"
 
-#define SMTP_FIFO_MAX		64	/* commands awaiting a reply */
+/*
+ * Commands awaiting a reply, as runs of one kind: a flood of NOOPs takes
+ * one slot, so only a client alternating hundreds of kinds without reading
+ * a reply can overflow it.
+ */
+#define SMTP_RUNS_MAX		256
 #define SMTP_HEADERS_MAX	100	/* header records per message */
+#define SMTP_CAPS_MAX		40	/* capabilities listed per EHLO reply */
+#define SMTP_CAP_SHOW		80	/* bytes shown of one capability */
+#define SMTP_DIAG_MAX		200
 #define SMTP_ARROW		" \xe2\x87\x92 "	/* U+21D2 */
 
 enum smtp_cmd {
 	SMTP_CMD_OTHER,
-	SMTP_CMD_AUTH,
+	SMTP_CMD_UNKNOWN,	/* merged after an overflow: kind lost */
+	SMTP_CMD_JUNK,		/* message data the server read as commands */
+	SMTP_CMD_EHLO,
+	SMTP_CMD_HELO,
+	SMTP_CMD_MAIL,
+	SMTP_CMD_RCPT,
 	SMTP_CMD_DATA,
 	SMTP_CMD_DOT,		/* end of DATA: its reply accepts the message */
 	SMTP_CMD_BDAT,
 	SMTP_CMD_BDAT_LAST,
+	SMTP_CMD_AUTH,
 	SMTP_CMD_STARTTLS,
+	SMTP_CMD_RSET,
+	SMTP_CMD_QUIT,
+};
+
+/* How status.c and the verdict name what a reply answers. */
+static const char *const smtp_cmd_verb[] = {
+	[SMTP_CMD_OTHER] = NULL,
+	[SMTP_CMD_UNKNOWN] = NULL,
+	[SMTP_CMD_JUNK] = NULL,
+	[SMTP_CMD_EHLO] = "EHLO",
+	[SMTP_CMD_HELO] = "HELO",
+	[SMTP_CMD_MAIL] = "MAIL",
+	[SMTP_CMD_RCPT] = "RCPT",
+	[SMTP_CMD_DATA] = "DATA",
+	[SMTP_CMD_DOT] = ".",
+	[SMTP_CMD_BDAT] = "BDAT",
+	[SMTP_CMD_BDAT_LAST] = "BDAT LAST",
+	[SMTP_CMD_AUTH] = "AUTH",
+	[SMTP_CMD_STARTTLS] = "STARTTLS",
+	[SMTP_CMD_RSET] = "RSET",
+	[SMTP_CMD_QUIT] = "QUIT",
 };
 
 static const struct {
@@ -41,6 +77,13 @@ static const struct {
 	{ "DATA", SMTP_CMD_DATA },
 	{ "BDAT", SMTP_CMD_BDAT },
 	{ "STARTTLS", SMTP_CMD_STARTTLS },
+	{ "EHLO", SMTP_CMD_EHLO },
+	{ "LHLO", SMTP_CMD_EHLO },
+	{ "HELO", SMTP_CMD_HELO },
+	{ "MAIL", SMTP_CMD_MAIL },
+	{ "RCPT", SMTP_CMD_RCPT },
+	{ "RSET", SMTP_CMD_RSET },
+	{ "QUIT", SMTP_CMD_QUIT },
 };
 
 /* One line being assembled; only the first size bytes are kept. */
@@ -51,13 +94,19 @@ struct smtp_line {
 	size_t		 total;		/* bytes before the LF */
 	unsigned char	 first;
 	unsigned char	 prev;		/* last byte added, to tell CRLF from LF */
+	unsigned char	 prev2;		/* the one before */
+	int		 crdotcr;	/* "\r.\r" seen: a smuggling shape */
 };
 
+/* The message of the current DATA or BDAT transfer. */
 struct smtp_body {
-	int		 confirmed;	/* the 354 has been seen */
+	int		 confirmed;	/* the 354 has been seen (or BDAT) */
 	int		 early_noted;
 	int		 in_headers;
 	int		 seen_header;
+	int		 bdat;		/* counted chunks: no dot, no smuggling */
+	int		 prev_bare_lf;	/* the previous line ended in LF only */
+	int		 dot_early;	/* "." sent before the 354 */
 	unsigned int	 headers;
 	uint64_t	 more_headers;
 	uint64_t	 bytes;
@@ -66,6 +115,35 @@ struct smtp_body {
 	uint64_t	 bare_lf;
 	uint64_t	 bare_cr;
 	uint64_t	 nul;
+	uint64_t	 eightbit;
+	uint64_t	 smuggle;
+	uint64_t	 chunks;
+};
+
+/* What one EHLO reply offered. */
+struct smtp_caps {
+	struct strbuf	 list;		/* "SIZE 10240000, 8BITMIME, ..." */
+	char		 auth[256];	/* " PLAIN LOGIN " (escaped, spaced) */
+	uint64_t	 size;		/* SIZE limit, 0 if none or unlimited */
+	unsigned int	 n;
+	unsigned int	 lines;
+	int		 has_auth;
+	int		 has_8bitmime;
+	int		 has_smtputf8;
+	int		 done;		/* the whole reply was seen */
+};
+
+struct smtp_run {
+	enum smtp_cmd	 cmd;
+	uint64_t	 n;
+};
+
+/* The failure or success a verdict reports. */
+struct smtp_outcome {
+	const char	*verb;		/* from smtp_cmd_verb; NULL if none */
+	int		 code;
+	char		 enh[STATUS_ENH_MAX];
+	const char	*meaning;	/* static text from status.c */
 };
 
 struct smtp {
@@ -75,17 +153,23 @@ struct smtp {
 	struct strbuf		 out;		/* the record being built */
 	struct strbuf		 tmp;		/* sasl output, before it joins out */
 	struct smtp_line	 line[2];
+	struct smtp_line	 bline;		/* message lines inside BDAT chunks */
 	int			 eof[2];
 
-	enum smtp_cmd		 fifo[SMTP_FIFO_MAX];
+	struct smtp_run		 fifo[SMTP_RUNS_MAX];
 	unsigned int		 head;
-	unsigned int		 count;
+	unsigned int		 nruns;
+	uint64_t		 count;		/* commands awaiting a reply */
+	uint64_t		 seq_replied;	/* commands answered so far */
+	int			 overflow_noted;
 
 	int			 greeted;
+	int			 greeting_code;
 	int			 desync;	/* unsure what client lines are */
 	int			 opaque;	/* after STARTTLS: nothing to parse */
 	int			 reply_open;	/* inside a multi-line reply */
 	int			 reply_code;
+	unsigned int		 reply_lines;	/* lines of the current reply */
 
 	int			 body;		/* inside DATA */
 	struct smtp_body	 b;
@@ -93,24 +177,70 @@ struct smtp {
 	uint64_t		 bdat_left;
 	uint64_t		 bdat_size;
 	int			 bdat_last;
+	int			 bdat_msg;	/* a BDAT message is being sent */
 
-	struct sasl		*sasl;		/* AUTH outstanding */
+	/* The transaction: MAIL parameters, recipients, failures. */
+	int			 mail_body8;
+	int			 mail_utf8;
+	int			 msg_failed;	/* a BDAT chunk was rejected */
+	unsigned int		 rcpt_ok;
+	uint64_t		 msg_bytes;	/* size of the last finished message */
+	struct smtp_outcome	 fail;		/* first failure of the transaction */
+	struct smtp_outcome	 accepted;	/* the last accepted message */
+	unsigned int		 accepted_rcpts;
+	uint64_t		 accepted_bytes;
+	int			 fail_after_accept;
+
+	/* Capabilities: [0] smtptap's own EHLO before TLS, [1] the client's. */
+	struct smtp_caps	 caps[2];
+	int			 pretls;	/* smtp_pretls_caps() was used */
+	int			 caps_noted;
+
+	/* The AUTH exchange in progress and the last one's outcome. */
+	struct sasl		*sasl;
+	uint64_t		 auth_seq;	/* its place among the commands */
+	int			 auth_ir;	/* with an initial response */
+	int			 auth_cancelled;
+	int			 auth_offered;	/* -1 unknown, 0 no, 1 yes */
+	int			 auth_none;	/* the server offered no AUTH */
+	int			 auth_final;	/* a final reply was seen */
+	int			 auth_noted;	/* the choice was noted once */
+	struct smtp_outcome	 auth;
+	char			 auth_diag[SMTP_DIAG_MAX];
+
+	int			 client_tls;	/* the client's STARTTLS: 220 */
+	int			 quit;
+	char			 last_verb[24];	/* before QUIT, escaped */
+	uint64_t		 commands_before_quit;
 };
+
+static void	smtp_msg_line(struct smtp *, struct smtp_line *, int, int);
 
 struct smtp *
 smtp_new(smtp_rec_cb cb, void *arg)
 {
 	struct smtp *p = xcalloc(1, sizeof *p);
+	int i;
 
 	p->cb = cb;
 	p->arg = arg;
 	strbuf_init(&p->out, 0);
 	strbuf_init(&p->tmp, 0);
+	/*
+	 * Room for SMTP_CAPS_MAX escaped capabilities at their longest, so
+	 * that the cap never cuts an escape or a UTF-8 sequence in two.
+	 */
+	for (i = 0; i < 2; i++)
+		strbuf_init(&p->caps[i].list, SMTP_CAPS_MAX *
+		    (4 * SMTP_CAP_SHOW + 32) + 16);
 	/* A SASL response may legitimately be this long (RFC 4954). */
 	p->line[SMTP_CLIENT].size = SASL_LINE_MAX;
 	p->line[SMTP_SERVER].size = SMTP_LINE_MAX;
+	p->bline.size = SMTP_LINE_MAX;
 	p->line[SMTP_CLIENT].buf = xmalloc(SASL_LINE_MAX);
 	p->line[SMTP_SERVER].buf = xmalloc(SMTP_LINE_MAX);
+	p->bline.buf = xmalloc(SMTP_LINE_MAX);
+	p->auth_offered = -1;
 	return p;
 }
 
@@ -124,7 +254,10 @@ smtp_free(struct smtp *p)
 	for (i = 0; i < 2; i++) {
 		explicit_bzero(p->line[i].buf, p->line[i].size);
 		free(p->line[i].buf);
+		strbuf_free(&p->caps[i].list);
 	}
+	explicit_bzero(p->bline.buf, p->bline.size);
+	free(p->bline.buf);
 	sasl_free(p->sasl);
 	strbuf_free(&p->out);
 	strbuf_free(&p->tmp);
@@ -165,23 +298,66 @@ smtp_note(struct smtp *p, enum smtp_dir dir, const char *fmt, ...)
 	smtp_emit(p, dir, SMTP_REC_NOTE, 0);
 }
 
+static int
+smtp_upper(int c)
+{
+	return c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c;
+}
+
 /* Case-insensitive, length-based: wire data may hold NUL. */
 static int
 smtp_ieq(const unsigned char *s, size_t n, const char *lit)
 {
 	size_t i;
-	int c;
 
 	for (i = 0; i < n; i++) {
 		if (lit[i] == '\0')
 			return 0;
-		c = s[i];
-		if (c >= 'a' && c <= 'z')
-			c -= 'a' - 'A';
-		if (c != lit[i])
+		if (smtp_upper(s[i]) != lit[i])
 			return 0;
 	}
 	return lit[n] == '\0';
+}
+
+/* Case-insensitive prefix test. */
+static int
+smtp_iprefix(const unsigned char *s, size_t n, const char *lit)
+{
+	size_t i;
+
+	for (i = 0; lit[i] != '\0'; i++)
+		if (i >= n || smtp_upper(s[i]) != lit[i])
+			return 0;
+	return 1;
+}
+
+/* A decimal number with at most 19 digits; 0 if there is none. */
+static int
+smtp_number(const unsigned char *s, size_t n, uint64_t *v)
+{
+	size_t i;
+
+	*v = 0;
+	for (i = 0; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+		if (i == 19)
+			return 0;
+		*v = *v * 10 + (uint64_t)(s[i] - '0');
+	}
+	return i > 0;
+}
+
+/* "14.2 kB": decimal units, as mail clients show sizes. */
+static void
+smtp_size(struct strbuf *sb, uint64_t n)
+{
+	if (n < 1000)
+		strbuf_printf(sb, "%llu bytes", (unsigned long long)n);
+	else if (n < 1000 * 1000)
+		strbuf_printf(sb, "%.1f kB", (double)n / 1e3);
+	else if (n < 1000 * 1000 * 1000)
+		strbuf_printf(sb, "%.1f MB", (double)n / 1e6);
+	else
+		strbuf_printf(sb, "%.1f GB", (double)n / 1e9);
 }
 
 /* The line's length without its terminator, and whether it had a CR. */
@@ -210,6 +386,7 @@ smtp_line_text(struct smtp *p, const struct smtp_line *l, size_t len,
 		strbuf_adds(&p->out, " [LF]");
 }
 
+/* count: message data, whose odd bytes the body summary counts. */
 static void
 smtp_line_add(struct smtp *p, struct smtp_line *l, const unsigned char *d,
     size_t n, int count)
@@ -226,10 +403,18 @@ smtp_line_add(struct smtp *p, struct smtp_line *l, const unsigned char *d,
 				p->b.bare_cr++;
 			if (d[i] == '\0')
 				p->b.nul++;
+			else if (d[i] >= 0x80)
+				p->b.eightbit++;
+			if (l->total + i >= 2 && l->prev2 == '\r' &&
+			    l->prev == '.' && d[i] == '\r')
+				l->crdotcr = 1;
+			l->prev2 = l->prev;
 			l->prev = d[i];
 		}
-	} else
+	} else {
+		l->prev2 = n > 1 ? d[n - 2] : l->prev;
 		l->prev = d[n - 1];
+	}
 	fit = l->size - l->kept;
 	if (fit > n)
 		fit = n;
@@ -243,32 +428,234 @@ smtp_line_reset(struct smtp_line *l)
 {
 	explicit_bzero(l->buf, l->kept);
 	l->kept = l->total = 0;
-	l->first = l->prev = 0;
+	l->first = l->prev = l->prev2 = 0;
+	l->crdotcr = 0;
+}
+
+/* ---- commands awaiting replies ---- */
+
+static enum smtp_cmd
+smtp_head(const struct smtp *p)
+{
+	return p->nruns > 0 ? p->fifo[p->head].cmd : SMTP_CMD_OTHER;
 }
 
 static void
+smtp_overflow(struct smtp *p)
+{
+	if (!p->overflow_noted)
+		smtp_note(p, SMTP_CLIENT, "more than %d kinds of commands "
+		    "awaiting replies; replies may be matched to the wrong "
+		    "commands", SMTP_RUNS_MAX);
+	p->overflow_noted = 1;
+	p->desync = 1;
+}
+
+/*
+ * Queue a command. When the FIFO is full the command joins the last run,
+ * whose kind is then unknown: the count, and so the pairing of later
+ * replies, stays right even when the kinds do not.
+ */
+static void
 smtp_push(struct smtp *p, enum smtp_cmd cmd)
 {
-	if (p->count == SMTP_FIFO_MAX) {
-		if (!p->desync)
-			smtp_note(p, SMTP_CLIENT, "more than %d commands "
-			    "awaiting replies; replies may be matched to the "
-			    "wrong commands", SMTP_FIFO_MAX);
-		p->desync = 1;
+	struct smtp_run *last;
+
+	p->count++;
+	if (p->nruns > 0) {
+		last = &p->fifo[(p->head + p->nruns - 1) % SMTP_RUNS_MAX];
+		if (last->cmd == cmd) {
+			last->n++;
+			return;
+		}
+		if (p->nruns == SMTP_RUNS_MAX) {
+			smtp_overflow(p);
+			last->cmd = SMTP_CMD_UNKNOWN;
+			last->n++;
+			return;
+		}
+	}
+	last = &p->fifo[(p->head + p->nruns) % SMTP_RUNS_MAX];
+	last->cmd = cmd;
+	last->n = 1;
+	p->nruns++;
+}
+
+/* Queue n commands ahead of all others (message data read as commands). */
+static void
+smtp_push_front(struct smtp *p, enum smtp_cmd cmd, uint64_t n)
+{
+	struct smtp_run *r;
+
+	if (n == 0)
+		return;
+	p->count += n;
+	if (p->sasl != NULL && p->auth_seq >= p->seq_replied)
+		p->auth_seq += n;
+	if (p->nruns > 0 && p->fifo[p->head].cmd == cmd) {
+		p->fifo[p->head].n += n;
 		return;
 	}
-	p->fifo[(p->head + p->count) % SMTP_FIFO_MAX] = cmd;
-	p->count++;
+	if (p->nruns == SMTP_RUNS_MAX) {
+		smtp_overflow(p);
+		p->fifo[p->head].cmd = SMTP_CMD_UNKNOWN;
+		p->fifo[p->head].n += n;
+		return;
+	}
+	p->head = (p->head + SMTP_RUNS_MAX - 1) % SMTP_RUNS_MAX;
+	r = &p->fifo[p->head];
+	r->cmd = cmd;
+	r->n = n;
+	p->nruns++;
 }
 
 static enum smtp_cmd
 smtp_pop(struct smtp *p)
 {
-	enum smtp_cmd cmd = p->fifo[p->head];
+	struct smtp_run *r = &p->fifo[p->head];
+	enum smtp_cmd cmd = r->cmd;
 
-	p->head = (p->head + 1) % SMTP_FIFO_MAX;
 	p->count--;
+	p->seq_replied++;
+	if (--r->n == 0) {
+		p->head = (p->head + 1) % SMTP_RUNS_MAX;
+		p->nruns--;
+	}
 	return cmd;
+}
+
+uint64_t
+smtp_pending(const struct smtp *p)
+{
+	/* After a client STARTTLS nothing is parsed: nothing is known. */
+	return p->opaque ? 0 : p->count;
+}
+
+/* The reply being read answers the AUTH in progress. */
+static int
+smtp_answers_auth(const struct smtp *p)
+{
+	return p->sasl != NULL && p->count > 0 &&
+	    p->auth_seq == p->seq_replied;
+}
+
+/* ---- capabilities ---- */
+
+/*
+ * Append " NAME " to a list of mechanism names, upper case, with anything
+ * outside the RFC 4422 alphabet as '?' so that the list stays plain text.
+ */
+static void
+smtp_mech_add(char *list, size_t size, const unsigned char *s, size_t n)
+{
+	size_t at = strlen(list), i;
+	int c;
+
+	if (at + n + 3 > size)
+		return;
+	if (at == 0)
+		list[at++] = ' ';
+	for (i = 0; i < n; i++) {
+		c = smtp_upper(s[i]);
+		if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '_'))
+			c = '?';
+		list[at++] = (char)c;
+	}
+	list[at++] = ' ';
+	list[at] = '\0';
+}
+
+/* One "250-KEYWORD params" line of an EHLO reply, after the first. */
+static void
+smtp_caps_line(struct smtp_caps *c, const unsigned char *s, size_t len)
+{
+	size_t kw, i, m;
+	uint64_t v;
+
+	if (len <= 4)
+		return;
+	s += 4;
+	len -= 4;
+	for (kw = 0; kw < len && s[kw] != ' ' && s[kw] != '='; kw++)
+		;
+	if (c->n < SMTP_CAPS_MAX) {
+		if (c->n > 0)
+			strbuf_adds(&c->list, ", ");
+		escape_append_max(&c->list, s, len, SMTP_CAP_SHOW);
+	} else if (c->n == SMTP_CAPS_MAX)
+		strbuf_adds(&c->list, ", ...");
+	c->n++;
+	if (smtp_ieq(s, kw, "SIZE")) {
+		if (kw < len && smtp_number(s + kw + 1, len - kw - 1, &v))
+			c->size = v;
+	} else if (smtp_ieq(s, kw, "8BITMIME"))
+		c->has_8bitmime = 1;
+	else if (smtp_ieq(s, kw, "SMTPUTF8"))
+		c->has_smtputf8 = 1;
+	else if (smtp_ieq(s, kw, "AUTH")) {
+		/* "AUTH PLAIN LOGIN" or the old "AUTH=PLAIN LOGIN". */
+		c->has_auth = 1;
+		for (i = kw + 1; i < len; i = m + 1) {
+			for (m = i; m < len && s[m] != ' '; m++)
+				;
+			if (m == i)
+				continue;
+			smtp_mech_add(c->auth, sizeof c->auth, s + i, m - i);
+		}
+	}
+}
+
+/* Whether mech (upper case) is in the offered list. */
+static int
+smtp_caps_offers(const struct smtp_caps *c, const char *mech)
+{
+	char want[40];
+
+	snprintf(want, sizeof want, " %s ", mech);
+	return strstr(c->auth, want) != NULL;
+}
+
+void
+smtp_pretls_caps(struct smtp *p, const char *line, size_t len)
+{
+	struct smtp_caps *c = &p->caps[0];
+	const unsigned char *s = (const unsigned char *)line;
+
+	p->pretls = 1;
+	if (c->done || len < 3 || !smtp_iprefix(s, len, "250"))
+		return;
+	if (c->lines++ > 0)
+		smtp_caps_line(c, s, len);
+	if (len == 3 || s[3] == ' ')
+		c->done = 1;
+}
+
+/* Once per session, when the client's EHLO has been answered. */
+static void
+smtp_caps_note(struct smtp *p)
+{
+	struct smtp_caps *pre = &p->caps[0], *post = &p->caps[1];
+
+	if (p->caps_noted)
+		return;
+	p->caps_noted = 1;
+	strbuf_adds(&p->out, "capabilities: ");
+	if (p->pretls) {
+		strbuf_adds(&p->out, "before TLS: ");
+		if (pre->n > 0)
+			strbuf_add(&p->out, pre->list.buf, pre->list.len);
+		else
+			strbuf_adds(&p->out, "(none)");
+		strbuf_adds(&p->out, "; after TLS: ");
+	}
+	if (post->n > 0)
+		strbuf_add(&p->out, post->list.buf, post->list.len);
+	else
+		strbuf_adds(&p->out, "(none)");
+	if (!post->has_auth)
+		strbuf_adds(&p->out, "; no AUTH offered");
+	smtp_emit(p, SMTP_SERVER, SMTP_REC_NOTE, 0);
 }
 
 /* ---- client: message data ---- */
@@ -285,11 +672,17 @@ smtp_headers_end(struct smtp *p)
 }
 
 static void
-smtp_body_start(struct smtp *p)
+smtp_body_start(struct smtp *p, int bdat)
 {
 	memset(&p->b, 0, sizeof p->b);
-	p->body = 1;
 	p->b.in_headers = 1;
+	p->b.bdat = bdat;
+	/* Chunk octets are message data by definition: no 354 to wait for. */
+	p->b.confirmed = bdat;
+	if (bdat)
+		p->bdat_msg = 1;
+	else
+		p->body = 1;
 }
 
 /* "Name:" with a printable name, or a folded continuation (RFC 5322 2.2). */
@@ -309,12 +702,16 @@ smtp_is_header(const struct smtp *p, const struct smtp_line *l, size_t len)
 	return 0;
 }
 
+/* The end of a message: its summary, then what the caps make of it. */
 static void
 smtp_body_summary(struct smtp *p, const char *what)
 {
 	strbuf_printf(&p->out, "%s: %llu bytes, %llu lines, longest line %llu "
 	    "bytes", what, (unsigned long long)p->b.bytes,
 	    (unsigned long long)p->b.lines, (unsigned long long)p->b.longest);
+	if (p->b.bdat)
+		strbuf_printf(&p->out, ", %llu BDAT chunk%s",
+		    (unsigned long long)p->b.chunks, p->b.chunks == 1 ? "" : "s");
 	if (p->b.bare_lf > 0)
 		strbuf_printf(&p->out, ", %llu bare LF",
 		    (unsigned long long)p->b.bare_lf);
@@ -324,7 +721,31 @@ smtp_body_summary(struct smtp *p, const char *what)
 	if (p->b.nul > 0)
 		strbuf_printf(&p->out, ", %llu NUL",
 		    (unsigned long long)p->b.nul);
+	if (p->b.eightbit > 0)
+		strbuf_printf(&p->out, ", %llu 8-bit bytes",
+		    (unsigned long long)p->b.eightbit);
+	if (p->b.smuggle > 0)
+		strbuf_printf(&p->out, ", %llu possible smuggling sequences",
+		    (unsigned long long)p->b.smuggle);
 	smtp_emit(p, SMTP_CLIENT, SMTP_REC_NOTE, 0);
+}
+
+static void
+smtp_message_end(struct smtp *p, const char *what)
+{
+	smtp_headers_end(p);
+	smtp_body_summary(p, what);
+	p->msg_bytes = p->b.bytes;
+	if (p->desync)
+		return;
+	if (p->caps[1].size > 0 && p->b.bytes > p->caps[1].size)
+		smtp_note(p, SMTP_CLIENT, "the message (%llu bytes) is larger "
+		    "than the server's SIZE limit (%llu bytes)",
+		    (unsigned long long)p->b.bytes,
+		    (unsigned long long)p->caps[1].size);
+	if (p->b.eightbit > 0 && !p->mail_body8 && !p->mail_utf8)
+		smtp_note(p, SMTP_CLIENT, "the message has 8-bit data but MAIL "
+		    "FROM declared neither BODY=8BITMIME nor SMTPUTF8");
 }
 
 static void
@@ -349,19 +770,73 @@ smtp_body_header(struct smtp *p, const struct smtp_line *l, size_t len,
 	smtp_emit(p, SMTP_CLIENT, SMTP_REC_HEADER, 0);
 }
 
+/*
+ * SMTP smuggling (postfix.org/smtp-smuggling.html): an end of data that one
+ * server honours and the next does not. A bare "." line, a "." after a bare
+ * LF, or a CR next to a "." without its LF.
+ */
+static void
+smtp_smuggle(struct smtp *p, const struct smtp_line *l, size_t len, int crlf,
+    int eof)
+{
+	const char *shape = NULL;
+
+	if (p->b.bdat || eof)
+		return;
+	if (len == 1 && l->first == '.' && !crlf)
+		shape = p->b.prev_bare_lf ? "\\n.\\n" : "\\r\\n.\\n";
+	else if (len == 1 && l->first == '.' && p->b.prev_bare_lf)
+		shape = "\\n.\\r\\n";
+	else if (l->crdotcr || (len >= 2 && l->kept >= 2 && l->buf[0] == '.' &&
+	    l->buf[1] == '\r') || (!crlf && l->total >= 2 && l->prev == '.' &&
+	    l->prev2 == '\r'))
+		shape = "bare CR next to \".\"";
+	if (shape == NULL)
+		return;
+	if (p->b.smuggle++ == 0)
+		smtp_note(p, SMTP_CLIENT, "possible smuggling sequence (%s) in "
+		    "message data, line %llu: servers may disagree on where "
+		    "this message ends", shape,
+		    (unsigned long long)p->b.lines);
+}
+
+/* One line of message data, whether from DATA or inside BDAT chunks. */
+static void
+smtp_msg_line(struct smtp *p, struct smtp_line *l, int eof, int dotted)
+{
+	int crlf;
+	size_t len = smtp_line_len(l, eof, &crlf), stuffed;
+
+	/* Sizes are of the message as stored: DATA puts a stuffed dot before
+	 * a line starting with "." (RFC 5321 4.5.2); BDAT sends it as it is. */
+	stuffed = dotted && l->total > 0 && l->first == '.';
+	p->b.lines++;
+	p->b.bytes += l->total + (eof ? 0 : 1) - stuffed;
+	if (!eof && !crlf)
+		p->b.bare_lf++;
+	if (len - stuffed > p->b.longest)
+		p->b.longest = len - stuffed;
+	smtp_smuggle(p, l, len, crlf, eof);
+	p->b.prev_bare_lf = !eof && !crlf;
+	if (p->b.in_headers && !eof)
+		smtp_body_header(p, l, len, crlf);
+}
+
 static void
 smtp_body_line(struct smtp *p, int eof)
 {
 	struct smtp_line *l = &p->line[SMTP_CLIENT];
 	int crlf;
-	size_t len = smtp_line_len(l, eof, &crlf), stuffed;
+	size_t len = smtp_line_len(l, eof, &crlf);
 
 	if (crlf && len == 1 && l->first == '.') {
-		smtp_headers_end(p);
-		smtp_body_summary(p, "message");
+		if (p->b.prev_bare_lf)
+			smtp_smuggle(p, l, len, crlf, eof);
+		smtp_message_end(p, "message");
 		strbuf_adds(&p->out, ".");
 		smtp_emit(p, SMTP_CLIENT, SMTP_REC_COMMAND, 0);
 		p->body = 0;
+		p->b.dot_early = !p->b.confirmed;
 		smtp_push(p, SMTP_CMD_DOT);
 		return;
 	}
@@ -370,17 +845,7 @@ smtp_body_line(struct smtp *p, int eof)
 		smtp_note(p, SMTP_CLIENT, "client sent message data before "
 		    "the reply to DATA; its headers are not shown");
 	}
-	/* Sizes are of the message as stored: without the stuffed dot that
-	 * RFC 5321 4.5.2 puts before a line starting with ".". */
-	stuffed = l->total > 0 && l->first == '.';
-	p->b.lines++;
-	p->b.bytes += l->total + (eof ? 0 : 1) - stuffed;
-	if (!eof && !crlf)
-		p->b.bare_lf++;
-	if (len - stuffed > p->b.longest)
-		p->b.longest = len - stuffed;
-	if (p->b.in_headers && !eof)
-		smtp_body_header(p, l, len, crlf);
+	smtp_msg_line(p, l, eof, 1);
 }
 
 /* ---- client: commands and SASL ---- */
@@ -415,11 +880,43 @@ smtp_bdat_parse(struct smtp *p, const unsigned char *s, size_t n)
 	return 1;
 }
 
+/* A chunk was counted in full: list it; LAST also ends the message. */
 static void
 smtp_bdat_done(struct smtp *p)
 {
+	p->b.chunks++;
 	smtp_note(p, SMTP_CLIENT, "BDAT chunk: %llu bytes%s",
 	    (unsigned long long)p->bdat_size, p->bdat_last ? ", LAST" : "");
+	if (!p->bdat_last)
+		return;
+	if (p->bline.total > 0)
+		smtp_msg_line(p, &p->bline, 1, 0);
+	smtp_line_reset(&p->bline);
+	smtp_message_end(p, "message");
+	p->bdat_msg = 0;
+}
+
+/* Chunk octets: counted, never searched for an end (RFC 3030). */
+static void
+smtp_bdat_bytes(struct smtp *p, const unsigned char *d, size_t n)
+{
+	struct smtp_line *l = &p->bline;
+	const unsigned char *lf;
+	size_t seg;
+
+	while (n > 0) {
+		lf = memchr(d, '\n', n);
+		seg = lf != NULL ? (size_t)(lf - d) : n;
+		smtp_line_add(p, l, d, seg, 1);
+		d += seg;
+		n -= seg;
+		if (lf != NULL) {
+			d++;
+			n--;
+			smtp_msg_line(p, l, 0, 0);
+			smtp_line_reset(l);
+		}
+	}
 }
 
 /* Masked client text, e.g. in desync: never more than a length. */
@@ -429,6 +926,93 @@ smtp_hidden(struct smtp *p, size_t len, int eof)
 	strbuf_printf(&p->out, "[%zu bytes, not shown]", len);
 	if (eof)
 		strbuf_adds(&p->out, " [no CRLF]");
+}
+
+/* One remark of a mask, as part of a sentence about the named field. */
+static void
+smtp_diag_remark(struct strbuf *d, int more, const char *name, size_t nlen,
+    const char *r, size_t n)
+{
+	if (!more) {
+		strbuf_adds(d, "the ");
+		if (name != NULL && nlen > 0)
+			strbuf_add(d, name, nlen);
+		else
+			strbuf_adds(d, "secret");
+		strbuf_addc(d, ' ');
+	} else
+		strbuf_adds(d, ", ");
+	if (n >= 10 && strncmp(r, "ends with ", 10) == 0) {
+		strbuf_adds(d, "ends in ");
+		strbuf_add(d, r + 10, n - 10);
+	} else if ((n >= 12 && strncmp(r, "starts with ", 12) == 0) ||
+	    (n >= 9 && strncmp(r, "contains ", 9) == 0) ||
+	    (n >= 4 && strncmp(r, "has ", 4) == 0))
+		strbuf_add(d, r, n);
+	else {
+		strbuf_adds(d, "is ");
+		strbuf_add(d, r, n);
+	}
+}
+
+/*
+ * Keep what sasl said is wrong with a secret, for the verdict: from
+ * "password=<masked, 14 bytes, ends with LF (0x0a)>" make "the password
+ * ends in LF (0x0a)". The text is sasl's already masked output, so nothing
+ * here can hold the secret itself.
+ */
+static void
+smtp_auth_diag(struct smtp *p, const char *t, size_t len)
+{
+	struct strbuf d = STRBUF_INIT;
+	const char *m, *name, *end, *r, *comma;
+	size_t nlen;
+	int any = 0, first;
+
+	strbuf_init(&d, SMTP_DIAG_MAX - 1);
+	if (len > 13 && strncmp(t, "undecodable: ", 13) == 0) {
+		end = memchr(t, ';', len);
+		strbuf_adds(&d, "the response is ");
+		strbuf_add(&d, t + 13, end != NULL ? (size_t)(end - t - 13) :
+		    len - 13);
+		any = 1;
+	} else if (len > 9 && strncmp(t, "malformed", 9) == 0) {
+		end = memchr(t, ':', len);
+		strbuf_adds(&d, "the response is ");
+		strbuf_add(&d, t, end != NULL ? (size_t)(end - t) : len);
+		any = 1;
+	}
+	for (m = strstr(t, "<masked, "); !any && m != NULL;
+	    m = strstr(m + 1, "<masked, ")) {
+		/* The field name before "=<masked", if any. */
+		nlen = 0;
+		if (m > t && m[-1] == '=') {
+			for (name = m - 1; name > t && ((name[-1] >= 'a' &&
+			    name[-1] <= 'z') || name[-1] == '_' ||
+			    name[-1] == '-'); name--)
+				;
+			nlen = (size_t)(m - 1 - name);
+		} else
+			name = NULL;
+		if ((end = strchr(m, '>')) == NULL)
+			break;
+		/* "N bytes" first, then each remark after ", ". */
+		for (r = m + 9, first = 1; r < end; first = 0) {
+			if ((comma = memmem(r, (size_t)(end - r), ", ", 2)) ==
+			    NULL)
+				comma = end;
+			if (!first && strncmp(r, "too long", 8) != 0) {
+				smtp_diag_remark(&d, any, name, nlen, r,
+				    (size_t)(comma - r));
+				any = 1;
+			}
+			r = comma == end ? end : comma + 2;
+		}
+	}
+	if (any && d.dropped == 0)
+		snprintf(p->auth_diag, sizeof p->auth_diag, "%s",
+		    strbuf_str(&d));
+	strbuf_free(&d);
 }
 
 /* A line that is part of an AUTH exchange: through sasl, never raw. */
@@ -449,6 +1033,9 @@ smtp_sasl_line(struct smtp *p, int eof)
 		sasl_client_long(p->sasl, len, 0, &p->tmp);
 	else
 		sasl_client(p->sasl, (const char *)l->buf, len, 0, &p->tmp);
+	if (len == 1 && l->buf[0] == '*')
+		p->auth_cancelled = 1;
+	smtp_auth_diag(p, strbuf_str(&p->tmp), p->tmp.len);
 	if (p->desync)
 		smtp_hidden(p, len, 0);
 	else {
@@ -461,6 +1048,34 @@ smtp_sasl_line(struct smtp *p, int eof)
 	}
 	strbuf_reset(&p->tmp);
 	smtp_emit(p, SMTP_CLIENT, SMTP_REC_AUTH, 0);
+}
+
+/* Whether the server offered the mechanism the client just chose. */
+static void
+smtp_auth_offered(struct smtp *p)
+{
+	const struct smtp_caps *c = &p->caps[1];
+	const char *mech = sasl_mech(p->sasl);
+
+	p->auth_offered = -1;
+	p->auth_none = 0;
+	if (!c->done)
+		return;
+	if (!c->has_auth) {
+		p->auth_none = 1;
+		p->auth_offered = 0;
+		if (!p->desync)
+			smtp_note(p, SMTP_CLIENT, "AUTH %s: the server offered "
+			    "no AUTH mechanism", mech);
+		return;
+	}
+	p->auth_offered = smtp_caps_offers(c, mech);
+	/* Said once; after that only a choice the server did not offer. */
+	if (!p->desync && (!p->auth_noted || !p->auth_offered))
+		smtp_note(p, SMTP_CLIENT, "AUTH %s: %s by the server (offered:"
+		    "%.*s)", mech, p->auth_offered ? "offered" : "NOT offered",
+		    (int)strlen(c->auth) - 1, c->auth);
+	p->auth_noted = 1;
 }
 
 /* "AUTH mech [initial-response]": returns 0 if there is no mechanism. */
@@ -480,6 +1095,11 @@ smtp_auth_command(struct smtp *p, const unsigned char *s, size_t len,
 		;
 	sasl_free(p->sasl);
 	p->sasl = sasl_new((const char *)s + m, mend - m);
+	p->auth_ir = ir < len;
+	p->auth_cancelled = 0;
+	p->auth_final = 0;
+	p->auth_diag[0] = '\0';
+	memset(&p->auth, 0, sizeof p->auth);
 	strbuf_reset(&p->tmp);
 	if (ir < len) {
 		if (len > kept)
@@ -487,6 +1107,7 @@ smtp_auth_command(struct smtp *p, const unsigned char *s, size_t len,
 		else
 			sasl_client(p->sasl, (const char *)s + ir, len - ir, 1,
 			    &p->tmp);
+		smtp_auth_diag(p, strbuf_str(&p->tmp), p->tmp.len);
 	}
 	if (p->desync)
 		smtp_hidden(p, len, 0);
@@ -504,8 +1125,67 @@ smtp_auth_command(struct smtp *p, const unsigned char *s, size_t len,
 	}
 	strbuf_reset(&p->tmp);
 	smtp_emit(p, SMTP_CLIENT, SMTP_REC_AUTH, 0);
+	/* Matched by its place, not by the FIFO: that may have overflowed. */
+	p->auth_seq = p->seq_replied + p->count;
 	smtp_push(p, SMTP_CMD_AUTH);
+	smtp_auth_offered(p);
 	return 1;
+}
+
+/*
+ * "MAIL FROM:<path> params": note AUTH=, and remember BODY=8BITMIME,
+ * SMTPUTF8 and SIZE= for the checks at the end of the message.
+ */
+static void
+smtp_mail_params(struct smtp *p, const unsigned char *s, size_t n)
+{
+	const unsigned char *gt;
+	size_t i, e;
+	uint64_t v;
+
+	p->mail_body8 = p->mail_utf8 = 0;
+	if ((gt = memchr(s, '>', n)) == NULL)
+		return;
+	for (i = (size_t)(gt - s) + 1; i < n; i = e) {
+		while (i < n && s[i] == ' ')
+			i++;
+		for (e = i; e < n && s[e] != ' '; e++)
+			;
+		if (e == i)
+			break;
+		if (smtp_iprefix(s + i, e - i, "AUTH=")) {
+			if (p->desync)
+				continue;
+			strbuf_adds(&p->out, "MAIL FROM parameter ");
+			escape_append_max(&p->out, s + i, e - i, 300);
+			strbuf_adds(&p->out, ": the submitter's authenticated "
+			    "identity (RFC 4954 section 5)");
+			if (p->stats.auth_code / 100 != 2)
+				strbuf_adds(&p->out, "; the client has not "
+				    "authenticated");
+			smtp_emit(p, SMTP_CLIENT, SMTP_REC_NOTE, 0);
+		} else if (smtp_ieq(s + i, e - i, "BODY=8BITMIME") ||
+		    smtp_ieq(s + i, e - i, "BODY=BINARYMIME")) {
+			p->mail_body8 = 1;
+			if (p->caps[1].done && !p->caps[1].has_8bitmime &&
+			    !p->desync)
+				smtp_note(p, SMTP_CLIENT, "MAIL FROM declares "
+				    "8-bit data but the server did not offer "
+				    "8BITMIME");
+		} else if (smtp_ieq(s + i, e - i, "SMTPUTF8")) {
+			p->mail_utf8 = 1;
+			if (p->caps[1].done && !p->caps[1].has_smtputf8 &&
+			    !p->desync)
+				smtp_note(p, SMTP_CLIENT, "MAIL FROM uses "
+				    "SMTPUTF8 but the server did not offer it");
+		} else if (smtp_iprefix(s + i, e - i, "SIZE=") &&
+		    smtp_number(s + i + 5, e - i - 5, &v) &&
+		    p->caps[1].size > 0 && v > p->caps[1].size && !p->desync)
+			smtp_note(p, SMTP_CLIENT, "MAIL FROM declares SIZE=%llu, "
+			    "over the server's limit of %llu bytes",
+			    (unsigned long long)v,
+			    (unsigned long long)p->caps[1].size);
+	}
 }
 
 static enum smtp_cmd
@@ -519,6 +1199,35 @@ smtp_verb(const unsigned char *s, size_t n)
 		if (smtp_ieq(s, vlen, smtp_verbs[i].verb))
 			return smtp_verbs[i].cmd;
 	return SMTP_CMD_OTHER;
+}
+
+/* The last command before QUIT, for "client quit after EHLO". */
+static void
+smtp_last_verb(struct smtp *p, enum smtp_cmd cmd, const unsigned char *s,
+    size_t n)
+{
+	struct strbuf sb;
+	size_t vlen;
+
+	if (cmd == SMTP_CMD_QUIT)
+		return;
+	p->commands_before_quit++;
+	if (cmd != SMTP_CMD_OTHER && cmd != SMTP_CMD_BDAT_LAST) {
+		snprintf(p->last_verb, sizeof p->last_verb, "%s",
+		    smtp_cmd_verb[cmd]);
+		return;
+	}
+	if (cmd == SMTP_CMD_BDAT_LAST) {
+		snprintf(p->last_verb, sizeof p->last_verb, "BDAT");
+		return;
+	}
+	for (vlen = 0; vlen < n && s[vlen] != ' '; vlen++)
+		;
+	strbuf_init(&sb, sizeof p->last_verb - 1);
+	escape_append(&sb, s, vlen < 5 ? vlen : 5);
+	snprintf(p->last_verb, sizeof p->last_verb, "%s",
+	    sb.dropped == 0 ? strbuf_str(&sb) : "a command");
+	strbuf_free(&sb);
 }
 
 static void
@@ -540,6 +1249,8 @@ smtp_command(struct smtp *p, int eof)
 		return;
 	}
 	p->stats.commands++;
+	if (!p->desync)
+		smtp_last_verb(p, cmd, l->buf, kept);
 	if (cmd == SMTP_CMD_AUTH && smtp_auth_command(p, l->buf, len, kept))
 		return;
 	if (cmd == SMTP_CMD_AUTH)
@@ -556,11 +1267,31 @@ smtp_command(struct smtp *p, int eof)
 		smtp_line_text(p, l, len, crlf, 0);
 	smtp_emit(p, SMTP_CLIENT, SMTP_REC_COMMAND, 0);
 	smtp_push(p, cmd);
-	if (cmd == SMTP_CMD_DATA)
-		smtp_body_start(p);
-	if ((cmd == SMTP_CMD_BDAT || cmd == SMTP_CMD_BDAT_LAST) &&
-	    p->bdat_left == 0)
-		smtp_bdat_done(p);
+	switch (cmd) {
+	case SMTP_CMD_MAIL:
+		smtp_mail_params(p, l->buf, kept);
+		break;
+	case SMTP_CMD_DATA:
+		smtp_body_start(p, 0);
+		break;
+	case SMTP_CMD_BDAT:
+	case SMTP_CMD_BDAT_LAST:
+		if (!p->bdat_msg)
+			smtp_body_start(p, 1);
+		if (p->bdat_left == 0)
+			smtp_bdat_done(p);
+		break;
+	case SMTP_CMD_RSET:
+		/* A BDAT message in progress is abandoned. */
+		p->bdat_msg = 0;
+		smtp_line_reset(&p->bline);
+		break;
+	case SMTP_CMD_QUIT:
+		p->quit = 1;
+		break;
+	default:
+		break;
+	}
 }
 
 static void
@@ -584,9 +1315,10 @@ smtp_feed_client(struct smtp *p, const unsigned char *d, size_t n)
 
 	while (n > 0 && !p->opaque) {
 		if (p->bdat_left > 0) {
-			/* Chunk octets are counted, never scanned (RFC 3030). */
 			seg = n < p->bdat_left ? n : (size_t)p->bdat_left;
 			p->bdat_left -= seg;
+			if (p->bdat_msg)
+				smtp_bdat_bytes(p, d, seg);
 			d += seg;
 			n -= seg;
 			if (p->bdat_left == 0)
@@ -608,23 +1340,55 @@ smtp_feed_client(struct smtp *p, const unsigned char *d, size_t n)
 
 /* ---- server ---- */
 
+/* The first failure of a transaction: later ones are mostly its echo. */
+static void
+smtp_fail(struct smtp *p, enum smtp_cmd cmd, int code, const char *enh)
+{
+	if (p->fail.code != 0)
+		return;
+	p->fail.verb = smtp_cmd_verb[cmd];
+	p->fail.code = code;
+	snprintf(p->fail.enh, sizeof p->fail.enh, "%s", enh);
+	p->fail.meaning = status_explain(code, enh, p->fail.verb);
+	p->fail_after_accept = p->stats.messages_accepted > 0;
+}
+
+/*
+ * DATA refused. Whatever message data the client already sent, the server
+ * read as commands and answers one by one: queue them ahead of the rest so
+ * those replies pair up, and hide what follows until back in step.
+ */
 static void
 smtp_reply_data(struct smtp *p, int code)
 {
+	struct smtp_run *h = &p->fifo[p->head];
+	uint64_t n = 0;
+
 	if (code == 354) {
 		if (p->body)
 			p->b.confirmed = 1;
 		return;
 	}
 	p->stats.messages_rejected++;
-	if (!p->body)
-		return;
-	if (p->b.lines > 0 || p->line[SMTP_CLIENT].total > 0) {
-		smtp_note(p, SMTP_SERVER, "DATA refused after the client sent "
-		    "message data; following lines may be misread");
-		p->desync = 1;
+	if (p->body) {
+		n = p->b.lines;
+		p->body = 0;
+	} else if (p->nruns > 0 && h->cmd == SMTP_CMD_DOT && p->b.dot_early) {
+		/* The "." was sent too: it is one more line read as command. */
+		n = p->b.lines;
+		if (h->n == 1)
+			h->cmd = SMTP_CMD_JUNK;
+		else
+			n++, h->n--, p->count--;
 	}
-	p->body = 0;
+	p->b.dot_early = 0;
+	if (n == 0)
+		return;
+	smtp_note(p, SMTP_SERVER, "DATA refused after the client sent %llu "
+	    "lines of message data: the server reads them as commands",
+	    (unsigned long long)n);
+	smtp_push_front(p, SMTP_CMD_JUNK, n);
+	p->desync = 1;
 }
 
 static void
@@ -640,34 +1404,67 @@ smtp_reply_unexpected(struct smtp *p)
 }
 
 static void
-smtp_reply_auth(struct smtp *p, int code)
+smtp_reply_auth(struct smtp *p, int code, const char *enh)
 {
 	snprintf(p->stats.auth_mech, sizeof p->stats.auth_mech, "%s",
 	    sasl_mech(p->sasl));
 	snprintf(p->stats.auth_user, sizeof p->stats.auth_user, "%s",
 	    sasl_user(p->sasl));
 	p->stats.auth_code = code;
+	p->auth_final = 1;
+	p->auth.verb = "AUTH";
+	p->auth.code = code;
+	snprintf(p->auth.enh, sizeof p->auth.enh, "%s", enh);
+	p->auth.meaning = status_explain(code, enh, p->auth_cancelled ?
+	    "AUTH cancelled" : "AUTH");
 	sasl_free(p->sasl);
 	p->sasl = NULL;
 }
 
+/* A message ended with this reply (to "." or BDAT LAST). */
+static void
+smtp_reply_message(struct smtp *p, enum smtp_cmd cmd, int code,
+    const char *enh)
+{
+	if (p->msg_failed)
+		return;		/* counted when its chunk was rejected */
+	if (code / 100 == 2) {
+		p->stats.messages_accepted++;
+		p->accepted.verb = smtp_cmd_verb[cmd];
+		p->accepted.code = code;
+		snprintf(p->accepted.enh, sizeof p->accepted.enh, "%s", enh);
+		p->accepted_rcpts = p->rcpt_ok;
+		p->accepted_bytes = p->msg_bytes;
+		p->fail_after_accept = 0;
+		memset(&p->fail, 0, sizeof p->fail);
+	} else {
+		p->stats.messages_rejected++;
+		smtp_fail(p, cmd, code, enh);
+	}
+}
+
 /* A reply is complete: match it to the oldest outstanding command. */
 static void
-smtp_reply_done(struct smtp *p, int code)
+smtp_reply_done(struct smtp *p, int code, const char *enh)
 {
 	enum smtp_cmd cmd;
+	int auth;
 
 	if (p->count == 0) {
-		if (!p->greeted)
+		if (!p->greeted) {
 			p->greeted = 1;
-		else
+			p->greeting_code = code;
+		} else
 			smtp_reply_unexpected(p);
 		return;
 	}
 	p->greeted = 1;
-	if (code == 334 && p->fifo[p->head] == SMTP_CMD_AUTH)
+	auth = smtp_answers_auth(p);
+	if (code == 334 && auth)
 		return;		/* a challenge: the exchange goes on */
 	cmd = smtp_pop(p);
+	if (auth)
+		cmd = SMTP_CMD_AUTH;
 	if (code == 334) {
 		smtp_note(p, SMTP_SERVER, "unexpected 334 (no AUTH "
 		    "outstanding); client lines hidden until resynchronised");
@@ -676,27 +1473,64 @@ smtp_reply_done(struct smtp *p, int code)
 	}
 	switch (cmd) {
 	case SMTP_CMD_AUTH:
-		smtp_reply_auth(p, code);
+		if (p->sasl != NULL)
+			smtp_reply_auth(p, code, enh);
+		break;
+	case SMTP_CMD_EHLO:
+		if (code == 250 && !p->caps[1].done) {
+			p->caps[1].done = 1;
+			smtp_caps_note(p);
+		}
+		break;
+	case SMTP_CMD_MAIL:
+		p->rcpt_ok = 0;
+		p->msg_failed = 0;
+		memset(&p->fail, 0, sizeof p->fail);
+		if (code >= 400)
+			smtp_fail(p, cmd, code, enh);
+		break;
+	case SMTP_CMD_RCPT:
+		if (code / 100 == 2)
+			p->rcpt_ok++;
+		else
+			smtp_fail(p, cmd, code, enh);
 		break;
 	case SMTP_CMD_DATA:
+		if (code != 354)
+			smtp_fail(p, cmd, code, enh);
 		smtp_reply_data(p, code);
 		break;
 	case SMTP_CMD_DOT:
 	case SMTP_CMD_BDAT_LAST:
-		if (code >= 200 && code < 300)
-			p->stats.messages_accepted++;
-		else
+		smtp_reply_message(p, cmd, code, enh);
+		break;
+	case SMTP_CMD_BDAT:
+		/* RFC 3030 section 2: a refused chunk fails the message. */
+		if (code >= 400 && !p->msg_failed) {
 			p->stats.messages_rejected++;
+			smtp_fail(p, cmd, code, enh);
+			p->msg_failed = 1;
+			smtp_note(p, SMTP_SERVER, "BDAT chunk refused: the "
+			    "message has failed, the server discards the rest "
+			    "of it");
+		}
 		break;
 	case SMTP_CMD_STARTTLS:
 		if (code == 220) {
 			smtp_note(p, SMTP_SERVER, "STARTTLS accepted: what "
 			    "follows is encrypted and not parsed");
 			p->opaque = 1;
+			p->client_tls = 1;
 		}
 		break;
-	case SMTP_CMD_BDAT:
+	case SMTP_CMD_RSET:
+		p->msg_failed = 0;
+		break;
+	case SMTP_CMD_HELO:
+	case SMTP_CMD_QUIT:
 	case SMTP_CMD_OTHER:
+	case SMTP_CMD_UNKNOWN:
+	case SMTP_CMD_JUNK:
 		break;
 	}
 	if (p->count == 0 && p->sasl == NULL)
@@ -716,6 +1550,17 @@ smtp_reply_code(const unsigned char *s, size_t len, int *last)
 	return (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
 }
 
+/* What the command the reply answers is called, for status_context(). */
+static const char *
+smtp_reply_verb(const struct smtp *p)
+{
+	if (p->count == 0)
+		return p->greeted ? NULL : "greeting";
+	if (smtp_answers_auth(p))
+		return p->auth_cancelled ? "AUTH cancelled" : "AUTH";
+	return smtp_cmd_verb[smtp_head(p)];
+}
+
 static void
 smtp_server_line(struct smtp *p, int eof)
 {
@@ -723,11 +1568,15 @@ smtp_server_line(struct smtp *p, int eof)
 	int crlf, last = 0, code;
 	size_t len = smtp_line_len(l, eof, &crlf);
 	size_t kept = len < l->kept ? len : l->kept;
+	char enh[STATUS_ENH_MAX];
+	const char *why;
 
 	code = smtp_reply_code(l->buf, kept, &last);
+	enh[0] = '\0';
+	if (code != 0)
+		status_parse(code, (const char *)l->buf, kept, enh);
 	smtp_line_text(p, l, len, crlf, eof);
-	if (code == 334 && !eof && p->sasl != NULL && p->count > 0 &&
-	    p->fifo[p->head] == SMTP_CMD_AUTH) {
+	if (code == 334 && !eof && smtp_answers_auth(p)) {
 		strbuf_reset(&p->tmp);
 		if (len > kept)
 			strbuf_adds(&p->tmp, "(too long to decode)");
@@ -737,7 +1586,16 @@ smtp_server_line(struct smtp *p, int eof)
 		strbuf_adds(&p->out, SMTP_ARROW);
 		strbuf_add(&p->out, p->tmp.buf, p->tmp.len);
 		strbuf_reset(&p->tmp);
+	} else if (code != 0 && last && !eof &&
+	    (why = status_explain(code, enh, smtp_reply_verb(p))) != NULL) {
+		strbuf_adds(&p->out, SMTP_ARROW);
+		strbuf_adds(&p->out, why);
 	}
+	/* The client's EHLO reply: collect what it offers, once. */
+	if (code == 250 && !eof && p->reply_lines > 0 && p->count > 0 &&
+	    smtp_head(p) == SMTP_CMD_EHLO && !smtp_answers_auth(p) &&
+	    !p->caps[1].done)
+		smtp_caps_line(&p->caps[1], l->buf, kept);
 	smtp_emit(p, SMTP_SERVER, SMTP_REC_REPLY, code);
 	if (eof)
 		return;
@@ -753,10 +1611,12 @@ smtp_server_line(struct smtp *p, int eof)
 		if (!p->reply_open)
 			p->reply_code = code;
 		p->reply_open = 1;
+		p->reply_lines++;
 		return;
 	}
 	p->reply_open = 0;
-	smtp_reply_done(p, code);
+	p->reply_lines = 0;
+	smtp_reply_done(p, code, enh);
 }
 
 static void
@@ -812,13 +1672,155 @@ smtp_eof(struct smtp *p, enum smtp_dir dir)
 		    "%llu bytes", (unsigned long long)(p->bdat_size -
 		    p->bdat_left), (unsigned long long)p->bdat_size);
 		p->bdat_left = 0;
-		return;
-	}
-	if (p->line[SMTP_CLIENT].total > 0)
+	} else if (p->line[SMTP_CLIENT].total > 0)
 		smtp_client_line(p, 1);
 	if (p->body) {
 		smtp_headers_end(p);
 		smtp_body_summary(p, "message incomplete (no end of data)");
 		p->body = 0;
 	}
+	if (p->bdat_msg) {
+		if (p->bline.total > 0)
+			smtp_msg_line(p, &p->bline, 1, 0);
+		smtp_line_reset(&p->bline);
+		smtp_headers_end(p);
+		smtp_body_summary(p, "message incomplete (no BDAT LAST)");
+		p->bdat_msg = 0;
+	}
+}
+
+/* ---- the verdict ---- */
+
+static void
+smtp_code_text(struct strbuf *sb, const struct smtp_outcome *o, int meaning)
+{
+	strbuf_printf(sb, "%d", o->code);
+	if (o->enh[0] != '\0')
+		strbuf_printf(sb, " %s", o->enh);
+	if (meaning && o->meaning != NULL)
+		strbuf_printf(sb, " %s", o->meaning);
+}
+
+static void
+smtp_verdict_auth(const struct smtp *p, struct strbuf *sb)
+{
+	strbuf_printf(sb, "AUTH %s", p->stats.auth_mech[0] != '\0' ?
+	    p->stats.auth_mech : sasl_mech(p->sasl));
+	if (p->auth_ir)
+		strbuf_adds(sb, " (initial-response)");
+	if (p->stats.auth_user[0] != '\0')
+		strbuf_printf(sb, " as %s", p->stats.auth_user);
+}
+
+/* Why the client may have been refused, from what the server offered. */
+static void
+smtp_verdict_offer(const struct smtp *p, struct strbuf *sb)
+{
+	if (p->auth_none)
+		strbuf_adds(sb, "; the server offered no AUTH mechanism");
+	else if (p->auth_offered == 0)
+		strbuf_printf(sb, "; the server did not offer %s (offered:%.*s)",
+		    p->stats.auth_mech, (int)strlen(p->caps[1].auth) - 1,
+		    p->caps[1].auth);
+}
+
+void
+smtp_verdict(const struct smtp *p, struct strbuf *sb)
+{
+	const struct smtp_outcome *f = &p->fail;
+	int authed = p->stats.auth_code / 100 == 2;
+
+	if (!p->greeted) {
+		strbuf_adds(sb, "no reply from the server");
+		return;
+	}
+	if (p->greeting_code >= 400) {
+		strbuf_printf(sb, "the server refused the session with %d "
+		    "(%s)", p->greeting_code, status_basic(p->greeting_code) ?
+		    status_basic(p->greeting_code) : "error");
+		return;
+	}
+	if (p->client_tls) {
+		strbuf_adds(sb, "the client started TLS itself (STARTTLS): the "
+		    "rest of the session is encrypted and not decoded");
+		return;
+	}
+	if (p->stats.messages_accepted > 0) {
+		if (p->stats.messages_accepted == 1)
+			strbuf_adds(sb, "message accepted ");
+		else
+			strbuf_printf(sb, "%llu messages accepted, the last ",
+			    (unsigned long long)p->stats.messages_accepted);
+		smtp_code_text(sb, &p->accepted, 0);
+		strbuf_printf(sb, " (%u recipient%s, ", p->accepted_rcpts,
+		    p->accepted_rcpts == 1 ? "" : "s");
+		smtp_size(sb, p->accepted_bytes);
+		strbuf_addc(sb, ')');
+		if (p->fail_after_accept && f->code != 0) {
+			strbuf_printf(sb, "; then %s rejected ",
+			    f->verb == NULL ? "a command" :
+			    strcmp(f->verb, ".") == 0 ? "a message" : f->verb);
+			smtp_code_text(sb, f, 1);
+		}
+		return;
+	}
+	if (p->sasl != NULL || (p->stats.auth_mech[0] != '\0' && !authed)) {
+		smtp_verdict_auth(p, sb);
+		if (p->sasl != NULL || !p->auth_final)
+			strbuf_adds(sb, ": no final reply from the server");
+		else if (p->auth_cancelled)
+			strbuf_printf(sb, " cancelled by the client (*), %d",
+			    p->auth.code);
+		else {
+			strbuf_adds(sb, " rejected ");
+			smtp_code_text(sb, &p->auth, p->auth_diag[0] == '\0');
+		}
+		if (p->auth_diag[0] != '\0')
+			strbuf_printf(sb, "; %s", p->auth_diag);
+		smtp_verdict_offer(p, sb);
+		return;
+	}
+	if (f->code != 0) {
+		if (f->verb != NULL && (strcmp(f->verb, ".") == 0 ||
+		    strcmp(f->verb, "BDAT LAST") == 0))
+			strbuf_adds(sb, "message rejected ");
+		else
+			strbuf_printf(sb, "no message sent: %s rejected ",
+			    f->verb != NULL ? f->verb : "a command");
+		smtp_code_text(sb, f, 1);
+		if ((f->code == 530 || strcmp(f->enh, "5.7.1") == 0) &&
+		    !authed) {
+			if (p->caps[1].done && !p->caps[1].has_auth)
+				strbuf_adds(sb, "; the server offered no AUTH "
+				    "mechanism");
+			else
+				strbuf_adds(sb, "; the client did not "
+				    "authenticate");
+		}
+		if (p->caps[1].size > 0 && p->msg_bytes > p->caps[1].size)
+			strbuf_printf(sb, "; the message (%llu bytes) is over "
+			    "the SIZE limit (%llu bytes)",
+			    (unsigned long long)p->msg_bytes,
+			    (unsigned long long)p->caps[1].size);
+		return;
+	}
+	if (p->stats.messages_rejected > 0) {
+		strbuf_adds(sb, "message rejected");
+		return;
+	}
+	if (authed) {
+		smtp_verdict_auth(p, sb);
+		strbuf_adds(sb, " accepted ");
+		smtp_code_text(sb, &p->auth, 0);
+		strbuf_adds(sb, "; no message sent, ");
+	} else
+		strbuf_adds(sb, "no message sent: ");
+	if (p->quit)
+		strbuf_printf(sb, "client quit after %s", p->last_verb[0] !=
+		    '\0' ? p->last_verb : "the greeting");
+	else if (p->commands_before_quit == 0 && p->stats.commands == 0)
+		strbuf_adds(sb, "client sent no command");
+	else
+		strbuf_printf(sb, "session ended after %s without QUIT",
+		    p->last_verb[0] != '\0' ? p->last_verb : "a command");
 }

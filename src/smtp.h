@@ -59,6 +59,25 @@ void		 smtp_feed(struct smtp *, enum smtp_dir, const void *, size_t);
 /* The direction ended: flush a partial line as a record marked "[no CRLF]". */
 void		 smtp_eof(struct smtp *, enum smtp_dir);
 const struct smtp_stats *smtp_stats(const struct smtp *);
+/* Client commands the server has not answered yet. */
+uint64_t	 smtp_pending(const struct smtp *);
+/*
+ * smtptap's own EHLO reply before TLS, one line at a time without its CRLF
+ * (STARTTLS mode only): the capability summary compares it with what the
+ * server offers the client after TLS.
+ */
+void		 smtp_pretls_caps(struct smtp *, const char *line, size_t len);
+
+/*
+ * One line a person can act on, appended to the strbuf, e.g.
+ *   message accepted 250 2.0.0 (1 recipient, 14.2 kB)
+ *   AUTH LOGIN (initial-response) as alice rejected 535 5.7.8; the
+ *   password ends in LF (0x0a)
+ * Escaped and masked like every record. Call it after smtp_eof().
+ */
+struct strbuf;
+void		 smtp_verdict(const struct smtp *, struct strbuf *);
+
 /* Wipes any buffered client bytes (they may hold credentials) and frees. */
 void		 smtp_free(struct smtp *);
 

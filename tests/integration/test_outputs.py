@@ -46,6 +46,7 @@ KINDS = {
     "note": ("*", set()),
     "failed": ("*", {"reason", "detail", "status"}),
     "close": ("*", {"reason"}),
+    "verdict": ("*", {"verdict"}),
     "summary": ("*", {"duration_ms", "bytes_c2s", "bytes_s2c", "tls", "auth_mech",
                       "auth_user", "auth_code", "messages_accepted",
                       "messages_rejected", "failure"}),
