@@ -146,6 +146,9 @@ struct smtp_outcome {
 	const char	*meaning;	/* static text from status.c */
 };
 
+#define SMTP_SENT_RING	32	/* pipelined commands named in replies */
+#define SMTP_SENT_TEXT	100
+
 struct smtp {
 	smtp_rec_cb		 cb;
 	void			*arg;
@@ -168,6 +171,11 @@ struct smtp {
 	int			 desync;	/* unsure what client lines are */
 	int			 opaque;	/* after STARTTLS: nothing to parse */
 	int			 reply_open;	/* inside a multi-line reply */
+
+	/* Recent commands' text, to name what a pipelined reply answers. */
+	char			 sent[SMTP_SENT_RING][SMTP_SENT_TEXT];
+	uint64_t		 seq_sent;	/* commands queued so far */
+	int			 seq_broken;	/* data read as commands: no names */
 	int			 reply_code;
 	unsigned int		 reply_lines;	/* lines of the current reply */
 
@@ -204,6 +212,7 @@ struct smtp {
 	int			 auth_offered;	/* -1 unknown, 0 no, 1 yes */
 	int			 auth_none;	/* the server offered no AUTH */
 	int			 auth_final;	/* a final reply was seen */
+	int			 auth_challenged; /* a 334 awaits the client's line */
 	int			 auth_noted;	/* the choice was noted once */
 	struct smtp_outcome	 auth;
 	char			 auth_diag[SMTP_DIAG_MAX];
@@ -284,6 +293,29 @@ smtp_emit(struct smtp *p, enum smtp_dir dir, enum smtp_rec_kind kind,
 	r.code = code;
 	p->cb(&r, p->arg);
 	strbuf_reset(&p->out);
+}
+
+/*
+ * Keep the display text of the command about to be queued, cut to a
+ * length at a character boundary (and never inside a "\\xNN" escape).
+ */
+static void
+smtp_remember(struct smtp *p, const char *text, size_t len)
+{
+	char *slot = p->sent[p->seq_sent % SMTP_SENT_RING];
+	size_t n = len < SMTP_SENT_TEXT - 1 ? len : SMTP_SENT_TEXT - 1, i;
+
+	if (n < len) {
+		while (n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80)
+			n--;
+		for (i = n > 3 ? n - 3 : 0; i < n; i++)
+			if (text[i] == '\\') {
+				n = i;
+				break;
+			}
+	}
+	memcpy(slot, text, n);
+	slot[n] = '\0';
 }
 
 static void PRINTFLIKE(3, 4)
@@ -462,6 +494,7 @@ smtp_push(struct smtp *p, enum smtp_cmd cmd)
 	struct smtp_run *last;
 
 	p->count++;
+	p->seq_sent++;
 	if (p->nruns > 0) {
 		last = &p->fifo[(p->head + p->nruns - 1) % SMTP_RUNS_MAX];
 		if (last->cmd == cmd) {
@@ -490,6 +523,7 @@ smtp_push_front(struct smtp *p, enum smtp_cmd cmd, uint64_t n)
 	if (n == 0)
 		return;
 	p->count += n;
+	p->seq_broken = 1;
 	if (p->sasl != NULL && p->auth_seq >= p->seq_replied)
 		p->auth_seq += n;
 	if (p->nruns > 0 && p->fifo[p->head].cmd == cmd) {
@@ -527,8 +561,11 @@ smtp_pop(struct smtp *p)
 uint64_t
 smtp_pending(const struct smtp *p)
 {
-	/* After a client STARTTLS nothing is parsed: nothing is known. */
-	return p->opaque ? 0 : p->count;
+	/*
+	 * After a client STARTTLS nothing is parsed: nothing is known. After
+	 * a 334 the server waits for the client, not the other way round.
+	 */
+	return p->opaque || p->auth_challenged ? 0 : p->count;
 }
 
 /* The reply being read answers the AUTH in progress. */
@@ -834,6 +871,7 @@ smtp_body_line(struct smtp *p, int eof)
 			smtp_smuggle(p, l, len, crlf, eof);
 		smtp_message_end(p, "message");
 		strbuf_adds(&p->out, ".");
+		smtp_remember(p, ". (end of message data)", 23);
 		smtp_emit(p, SMTP_CLIENT, SMTP_REC_COMMAND, 0);
 		p->body = 0;
 		p->b.dot_early = !p->b.confirmed;
@@ -1016,6 +1054,17 @@ smtp_auth_diag(struct smtp *p, const char *t, size_t len)
 }
 
 /* A line that is part of an AUTH exchange: through sasl, never raw. */
+/* The summary names an AUTH still in progress too (code 0: no answer). */
+static void
+smtp_auth_progress(struct smtp *p)
+{
+	snprintf(p->stats.auth_mech, sizeof p->stats.auth_mech, "%s",
+	    sasl_mech(p->sasl));
+	snprintf(p->stats.auth_user, sizeof p->stats.auth_user, "%s",
+	    sasl_user(p->sasl));
+	p->stats.auth_code = 0;
+}
+
 static void
 smtp_sasl_line(struct smtp *p, int eof)
 {
@@ -1048,6 +1097,8 @@ smtp_sasl_line(struct smtp *p, int eof)
 	}
 	strbuf_reset(&p->tmp);
 	smtp_emit(p, SMTP_CLIENT, SMTP_REC_AUTH, 0);
+	if (p->sasl != NULL)
+		smtp_auth_progress(p);
 }
 
 /* Whether the server offered the mechanism the client just chose. */
@@ -1124,7 +1175,9 @@ smtp_auth_command(struct smtp *p, const unsigned char *s, size_t len,
 		}
 	}
 	strbuf_reset(&p->tmp);
+	smtp_remember(p, "AUTH", 4);
 	smtp_emit(p, SMTP_CLIENT, SMTP_REC_AUTH, 0);
+	smtp_auth_progress(p);
 	/* Matched by its place, not by the FIFO: that may have overflowed. */
 	p->auth_seq = p->seq_replied + p->count;
 	smtp_push(p, SMTP_CMD_AUTH);
@@ -1265,6 +1318,7 @@ smtp_command(struct smtp *p, int eof)
 		smtp_hidden(p, len, 0);
 	else
 		smtp_line_text(p, l, len, crlf, 0);
+	smtp_remember(p, p->out.buf, p->out.len);
 	smtp_emit(p, SMTP_CLIENT, SMTP_REC_COMMAND, 0);
 	smtp_push(p, cmd);
 	switch (cmd) {
@@ -1297,6 +1351,7 @@ smtp_command(struct smtp *p, int eof)
 static void
 smtp_client_line(struct smtp *p, int eof)
 {
+	p->auth_challenged = 0;
 	if (p->body)
 		smtp_body_line(p, eof);
 	else if (p->sasl != NULL)
@@ -1460,8 +1515,10 @@ smtp_reply_done(struct smtp *p, int code, const char *enh)
 	}
 	p->greeted = 1;
 	auth = smtp_answers_auth(p);
-	if (code == 334 && auth)
+	if (code == 334 && auth) {
+		p->auth_challenged = 1;
 		return;		/* a challenge: the exchange goes on */
+	}
 	cmd = smtp_pop(p);
 	if (auth)
 		cmd = SMTP_CMD_AUTH;
@@ -1591,6 +1648,12 @@ smtp_server_line(struct smtp *p, int eof)
 		strbuf_adds(&p->out, SMTP_ARROW);
 		strbuf_adds(&p->out, why);
 	}
+	/* Under PIPELINING the command answered is not the last one shown. */
+	if (code != 0 && code != 334 && last && !eof && p->count > 0 &&
+	    !p->seq_broken && !p->desync && p->seq_replied + 1 < p->seq_sent &&
+	    p->seq_sent - p->seq_replied <= SMTP_SENT_RING)
+		strbuf_printf(&p->out, " [to %s]",
+		    p->sent[p->seq_replied % SMTP_SENT_RING]);
 	/* The client's EHLO reply: collect what it offers, once. */
 	if (code == 250 && !eof && p->reply_lines > 0 && p->count > 0 &&
 	    smtp_head(p) == SMTP_CMD_EHLO && !smtp_answers_auth(p) &&
