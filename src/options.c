@@ -155,6 +155,13 @@ set_resolv_conf(struct options *o, const char *v, char **cause)
 }
 
 static int
+set_verbose(struct options *o, const char *v, char **cause)
+{
+	o->verbose = 1;
+	return 0;
+}
+
+static int
 set_once(struct options *o, const char *v, char **cause)
 {
 	o->once = 1;
@@ -342,6 +349,9 @@ const struct option_def option_defs[] = {
 	  "transcript format: text or json (JSON Lines)", set_format },
 	{ "once", 0, NULL, NULL, NULL, OPTION_CLI, NULL,
 	  "exit when the first session ends", set_once },
+	{ "verbose", 'v', NULL, NULL, NULL, OPTION_CLI, NULL,
+	  "also write smtptap's own debug notes to stderr (never secrets)",
+	  set_verbose },
 	{ "connect-timeout", 0, "SEC", "connect_timeout", NULL, OPTION_BOTH, "30",
 	  "give up resolving and connecting after SEC seconds",
 	  set_connect_timeout },

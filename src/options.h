@@ -62,6 +62,7 @@ struct options {
 	/* Command line only. */
 	char		*config;		/* -c FILE */
 	int		 check_config;		/* -t */
+	int		 verbose;		/* -v */
 	uint64_t	 given;			/* bit i: option_defs[i] was given */
 };
 

@@ -47,6 +47,7 @@ main(int argc, char **argv)
 		status = EXIT_USAGE;
 		break;
 	case OPTIONS_RUN:
+		log_init(opts.verbose || getenv("SMTPTAP_DEBUG") != NULL);
 		status = daemon_main(&opts);
 		libevent_global_shutdown();
 		break;

@@ -8,6 +8,7 @@ output of smtptap (the transcript file, stdout, stderr) holds either canary in a
 the encodings of test_mechanisms.encodings or as an 8-character piece.
 """
 
+import json
 import os
 import re
 import signal
@@ -29,7 +30,7 @@ class RawTap:
     """smtptap with the transcript on stderr, stdout or in a file (Tap always uses a
     file)."""
 
-    def __init__(self, binary, workdir, sink, upstream, ca):
+    def __init__(self, binary, workdir, sink, upstream, ca, extra=()):
         self.out = os.path.join(workdir, "smtptap.stdout")
         self.err = os.path.join(workdir, "smtptap.stderr")
         self.file = os.path.join(workdir, "smtptap.transcript")
@@ -40,7 +41,7 @@ class RawTap:
         elif sink == "file":
             argv += ["-o", self.file]
         self.sink = {"stderr": self.err, "stdout": self.out, "file": self.file}[sink]
-        self.argv = argv + [upstream]
+        self.argv = argv + list(extra) + [upstream]
         with open(self.out, "wb") as o, open(self.err, "wb") as e:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=o,
                                          stderr=e)
@@ -70,8 +71,11 @@ class RawTap:
                 self.proc.wait(5)
 
 
-@pytest.mark.parametrize("sink", ["stderr", "stdout", "file"])
-def test_canary_nowhere(smtptap_bin, pki, tmp_path, sink):
+@pytest.mark.parametrize("sink,fmt,verbose", [
+    ("stderr", "text", False), ("stdout", "text", False), ("file", "text", False),
+    ("file", "json", True), ("stderr", "json", True)])
+def test_canary_nowhere(smtptap_bin, pki, tmp_path, sink, fmt, verbose):
+    """Every output (transcript, diagnostics), every format and verbosity."""
     right, wrong = canary("right"), canary("wrong")
     crt, key = pki.pair("good")
     up = SaslUpstream("starttls", crt, key, USER, right,
@@ -80,7 +84,8 @@ def test_canary_nowhere(smtptap_bin, pki, tmp_path, sink):
     out_dir.mkdir()
     cdir = tmp_path / "client"
     cdir.mkdir()
-    tap = RawTap(smtptap_bin, str(out_dir), sink, up.address, pki.ca)
+    extra = ["--format", fmt] + (["-v"] if verbose else [])
+    tap = RawTap(smtptap_bin, str(out_dir), sink, up.address, pki.ca, extra)
     try:
         expected = []
         for client, mech, _, _, ir in SESSIONS:
@@ -101,10 +106,20 @@ def test_canary_nowhere(smtptap_bin, pki, tmp_path, sink):
                for name in os.listdir(str(out_dir))}
     transcript = outputs[os.path.basename(tap.sink)].decode("utf-8", "replace")
     # the sink really holds the transcript of every session
-    summaries = re.findall(r"^\S+ [0-9a-f]{8} \* summary: .*$", transcript, re.M)
+    if fmt == "json":
+        records = [json.loads(line) for line in transcript.splitlines()
+                   if line.startswith("{")]
+        summaries = [r for r in records if r["kind"] == "summary"]
+        auths = " ".join(r["text"] for r in records if r["kind"] == "auth")
+    else:
+        summaries = re.findall(r"^\S+ [0-9a-f]{8} \* summary: .*$", transcript, re.M)
+        auths = transcript
     assert len(summaries) == 2 * len(SESSIONS), transcript
     for mech in set(m for _, m, _, _, _ in SESSIONS):
-        assert re.search(r" C: AUTH %s\b" % re.escape(mech), transcript), mech
+        assert re.search(r"\bAUTH %s\b" % re.escape(mech), auths), mech
+    if verbose:
+        # -v really wrote smtptap's own notes, and they are checked below too
+        assert b"session " in outputs["smtptap.stderr"], outputs["smtptap.stderr"][:500]
     for name, data in outputs.items():
         text = data.decode("utf-8", "replace")
         assert not any(m in text for m in SANITIZER_MARKERS), text
