@@ -1318,7 +1318,7 @@ smtp_command(struct smtp *p, int eof)
 		smtp_hidden(p, len, 0);
 	else
 		smtp_line_text(p, l, len, crlf, 0);
-	smtp_remember(p, p->out.buf, p->out.len);
+	smtp_remember(p, strbuf_str(&p->out), p->out.len);
 	smtp_emit(p, SMTP_CLIENT, SMTP_REC_COMMAND, 0);
 	smtp_push(p, cmd);
 	switch (cmd) {
