@@ -14,6 +14,10 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
 #include "hostport.h"
 #include "listen.h"
 #include "log.h"
@@ -138,13 +142,87 @@ listen_error_cb(struct evconnlistener *lev, void *arg)
 	evtimer_add(l->resume, &tv);
 }
 
+/*
+ * Sockets that systemd opened for us (socket activation): taken over by the
+ * service configured for the same address instead of binding anew.
+ */
+static int	 listen_inherited[64];
+static int	 listen_ninherited = -1;
+
+static void
+listen_inherit_init(void)
+{
+	int n = 0;
+
+	if (listen_ninherited != -1)
+		return;
+	listen_ninherited = 0;
+#ifdef HAVE_SYSTEMD
+	if ((n = sd_listen_fds(1)) < 0) {
+		log_warnx("socket activation: %s", strerror(-n));
+		n = 0;
+	}
+	for (int i = 0; i < n && listen_ninherited < 64; i++)
+		if (sd_is_socket(SD_LISTEN_FDS_START + i, AF_UNSPEC, SOCK_STREAM,
+		    1) > 0)
+			listen_inherited[listen_ninherited++] = SD_LISTEN_FDS_START + i;
+#else
+	(void)n;
+#endif
+}
+
+/* An inherited listening socket bound to exactly this address, or -1. */
+static int
+listen_take_inherited(const struct sockaddr *want, socklen_t wantlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int i, fd;
+
+	listen_inherit_init();
+	for (i = 0; i < listen_ninherited; i++) {
+		len = sizeof ss;
+		fd = listen_inherited[i];
+		if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+		    len != wantlen || memcmp(&ss, want, len) != 0)
+			continue;
+		listen_inherited[i] = listen_inherited[--listen_ninherited];
+		return fd;
+	}
+	return -1;
+}
+
+/* Wrap a listening socket; closes it on failure. */
+static struct listener *
+listen_fd(struct service *svc, int fd, const char *where, char **cause)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof ss;
+	struct listener *l = xcalloc(1, sizeof *l);
+
+	l->svc = svc;
+	evutil_make_socket_nonblocking(fd);
+	evutil_make_socket_closeonexec(fd);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0)
+		listen_fmt((struct sockaddr *)&ss, sslen, l->addr, sizeof l->addr);
+	l->lev = evconnlistener_new(svc->base, listen_accept_cb, l,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	l->resume = evtimer_new(svc->base, listen_resume_cb, l);
+	if (l->lev == NULL || l->resume == NULL) {
+		xasprintf(cause, "cannot listen on %s: out of resources", where);
+		if (l->lev == NULL)
+			close(fd);
+		listen_free(l);
+		return NULL;
+	}
+	evconnlistener_set_error_cb(l->lev, listen_error_cb);
+	return l;
+}
+
 struct listener *
 listen_start(struct service *svc, const struct hostport *hp, char **cause)
 {
 	struct evutil_addrinfo hints, *ai = NULL;
-	struct sockaddr_storage ss;
-	socklen_t sslen = sizeof ss;
-	struct listener *l;
 	char where[300];
 	int fd, one = 1, r;
 
@@ -158,6 +236,12 @@ listen_start(struct service *svc, const struct hostport *hp, char **cause)
 		xasprintf(cause, "cannot listen on %s: %s", where,
 		    evutil_gai_strerror(r));
 		return NULL;
+	}
+	if ((fd = listen_take_inherited(ai->ai_addr, ai->ai_addrlen)) != -1) {
+		evutil_freeaddrinfo(ai);
+		transcript_note(TRANSCRIPT_NOSESSION, "%s: socket from systemd "
+		    "(socket activation)", where);
+		return listen_fd(svc, fd, where, cause);
 	}
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd == -1) {
@@ -175,23 +259,7 @@ listen_start(struct service *svc, const struct hostport *hp, char **cause)
 		return NULL;
 	}
 	evutil_freeaddrinfo(ai);
-
-	l = xcalloc(1, sizeof *l);
-	l->svc = svc;
-	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0)
-		listen_fmt((struct sockaddr *)&ss, sslen, l->addr, sizeof l->addr);
-	l->lev = evconnlistener_new(svc->base, listen_accept_cb, l,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
-	l->resume = evtimer_new(svc->base, listen_resume_cb, l);
-	if (l->lev == NULL || l->resume == NULL) {
-		xasprintf(cause, "cannot listen on %s: out of resources", where);
-		if (l->lev == NULL)
-			close(fd);
-		listen_free(l);
-		return NULL;
-	}
-	evconnlistener_set_error_cb(l->lev, listen_error_cb);
-	return l;
+	return listen_fd(svc, fd, where, cause);
 }
 
 void

@@ -262,3 +262,37 @@ def test_systemd_readiness_messages(conftap, two_upstreams, pki, tmp_path):
     wait_for("STOPPING=1")
     assert tap.proc.wait(10) == 0
     sock.close()
+
+
+def test_socket_activation(smtptap_bin, upstream_factory, pki, account, tmp_path):
+    """With LISTEN_FDS (a .socket unit), smtptap serves the socket systemd
+    opened for the configured address instead of binding its own."""
+    user, password = account
+    up = upstream_factory("starttls", users={user: password})
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    port = sock.getsockname()[1]
+    conf = tmp_path / "activated.conf"
+    log = tmp_path / "activated.transcript"
+    conf.write_text("log = %s\n%s" % (log, service("activated", port, up.address, pki.ca)))
+    env = dict(os.environ, LISTEN_FDS="1")
+    fd = sock.fileno()
+    # LISTEN_PID must be smtptap's own pid: the shell execs it, keeping its pid.
+    proc = subprocess.Popen(["/bin/sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"',
+                             smtptap_bin, "-c", str(conf)],
+                            env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: os.dup2(fd, 3), pass_fds=(3,))
+    try:
+        poll(lambda: log.exists() and "listening on 127.0.0.1:%d" % port in log.read_text(),
+             what="the listening line")
+        assert "socket from systemd (socket activation)" in log.read_text()
+        sock.close()  # only smtptap holds the socket now
+        deliver(port, user, password, "activated")
+        up.wait_deliveries(1)
+        assert subjects(up) == ["activated"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    no_sanitizer(err.decode("utf-8", "replace"))
+    assert proc.returncode == 0
