@@ -296,3 +296,24 @@ def test_socket_activation(smtptap_bin, upstream_factory, pki, account, tmp_path
         _, err = proc.communicate(timeout=10)
     no_sanitizer(err.decode("utf-8", "replace"))
     assert proc.returncode == 0
+
+
+def test_user_drops_root_after_binding(conftap, two_upstreams, pki, account):
+    """Started as root with user=, smtptap binds, then runs as that user for
+    good; it keeps relaying (the CA and the transcript were opened first)."""
+    assert os.geteuid() == 0, "this test runs as root, as CI does"
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    user, password = account
+    up, _ = two_upstreams
+    port = free_port()
+    tap = conftap("user = nobody\n" + service("relay", port, up.address, pki.ca))
+    tap.services(1)
+    poll(lambda: "running as user nobody" in tap.transcript(), what="the drop note")
+    with open("/proc/%d/status" % tap.proc.pid) as f:
+        ids = {line.split(":")[0]: line.split()[1:] for line in f if ":" in line}
+    assert ids["Uid"] == [str(nobody.pw_uid)] * 4, ids["Uid"]
+    assert ids["Gid"] == [str(nobody.pw_gid)] * 4, ids["Gid"]
+    deliver(port, user, password, "as-nobody")
+    up.wait_deliveries(1)
+    assert subjects(up) == ["as-nobody"]
