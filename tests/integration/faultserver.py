@@ -182,26 +182,29 @@ class Peer:
     # -- endings -------------------------------------------------------------------
 
     def close_dirty(self):
+        """Close the TCP connection; under TLS without close_notify."""
         self.closed = True
         try:
-            self.raw.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        self.raw.close()
+        self.sock.close()
 
     def close_notify(self):
         self.closed = True
+        s = self.sock
         try:
             if self.tls:
-                self.sock.unwrap()
+                s = self.sock.unwrap()
         except (OSError, ssl.SSLError, ValueError):
             pass
-        self.raw.close()
+        s.close()
+        self.sock.close()
 
     def rst(self):
         self.closed = True
-        self.raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.raw.close()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
 
     # -- a correct server ----------------------------------------------------------
 
@@ -361,7 +364,7 @@ class FaultServer:
         finally:
             if not peer.closed:
                 try:
-                    peer.raw.close()
+                    peer.sock.close()
                 except OSError:
                     pass
             self.done.set()
@@ -386,7 +389,7 @@ class FaultServer:
             pass
         for p in list(self.peers):
             try:
-                p.raw.close()
+                p.sock.close()
             except OSError:
                 pass
 

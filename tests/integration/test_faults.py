@@ -600,3 +600,510 @@ def test_f13_command_flood(inv):
     tap.wait_summary(1, timeout=30)
     relayed_both_ways(inv, m, srv.peer())
     inv.check()
+
+
+# ---------------------------------------------------------------------------------
+# B. AUTH under fault conditions
+# ---------------------------------------------------------------------------------
+
+def test_f20_sasl_continuation_never_ends(inv, canary):
+    """The server answers every line with another 334: lines stay masked, the
+    idle timeout ends it."""
+    def endless(peer):
+        def cmd(p, line):
+            if line.upper().startswith(b"AUTH"):
+                p.send(b"334 \r\n")
+                while True:
+                    ln = p.readline()
+                    if not ln:
+                        return True
+                    p.send(b"334 \r\n")
+        peer.serve(cmd)
+    srv, tap = inv.relay_tap(after_tls(endless), "starttls", "--idle-timeout", "1")
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        m.cmd(b"AUTH PLAIN\r\n", 334)
+        m.cmd(plain_blob("u@example.org", canary) + b"\r\n", 334)
+        for i in range(50):
+            m.cmd(base64.b64encode(canary.encode() + b"%d" % i) + b"\r\n", 334)
+        t0 = time.monotonic()
+        m.read_until_close(10)
+        assert time.monotonic() - t0 < 5
+    tap.wait_summary(1)
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f21_megabyte_sasl_line(inv, canary):
+    srv, tap = inv.relay_tap()
+    blob = base64.b64encode(b"\0u@example.org\0" + canary.encode() * 50000)
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        m.cmd(b"AUTH PLAIN " + blob + b"\r\n", 235)
+        m.cmd(b"NOOP\r\n", 250)
+        finish(m)
+    t = tap.wait_summary(1)
+    assert len(t) < 64 * 1024, "transcript holds %d bytes for a 1 MiB AUTH line" % len(t)
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f24_auth_pipelined_behind_commands(inv, canary):
+    srv, tap = inv.relay_tap()
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        m.send(b"NOOP\r\nRSET\r\nAUTH PLAIN " + plain_blob("p@example.org", canary) +
+               b"\r\nNOOP\r\n")
+        assert [m.reply()[0] for _ in range(4)] == [250, 250, 235, 250]
+        m.send(b"AUTH LOGIN\r\n" + base64.b64encode(b"p@example.org") + b"\r\n" +
+               base64.b64encode(canary.encode()) + b"\r\n")
+        assert [m.reply()[0] for _ in range(3)] == [334, 334, 235]
+        finish(m)
+    tap.wait_summary(1)
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f25_huge_binary_334_challenge(inv, canary):
+    def binchal(peer):
+        def cmd(p, line):
+            if line.upper().startswith(b"AUTH"):
+                p.send(b"334 " + base64.b64encode(pattern(200000)) + b"\r\n")
+                p.readline()
+                p.send(b"334 \x00\x01\xff not base64 \x1b[2J\r\n")
+                p.readline()
+                p.send(b"235 2.7.0 ok\r\n")
+                return True
+        peer.serve(cmd)
+    srv, tap = inv.relay_tap(after_tls(binchal))
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        m.cmd(b"AUTH CRAM-MD5\r\n", 334)
+        m.cmd(base64.b64encode(b"u " + canary.encode()) + b"\r\n", 334)
+        m.cmd(base64.b64encode(canary.encode()) + b"\r\n", 235)
+        finish(m)
+    raw = tap.transcript_bytes()
+    assert len(raw) < 64 * 1024, "transcript not bounded: %d bytes" % len(raw)
+    assert b"\x1b" not in raw and b"\x00" not in raw
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+# ---------------------------------------------------------------------------------
+# C. server side
+# ---------------------------------------------------------------------------------
+
+def test_f27_no_greeting_after_implicit_tls(inv):
+    def mute(peer):
+        peer.drain()
+    srv, tap = inv.relay_tap(mute, "implicit", "--greeting-timeout", "1")
+    with Mua(tap.port) as m:
+        t0 = time.monotonic()
+        expect_421(m, r"421 4\.4\.2 smtptap: upstream sent no greeting within 1s\r\n$")
+        assert 0.8 < time.monotonic() - t0 < 4
+    assert srv.peer().rx.n == 0
+    inv.check()
+
+
+def test_f29_greeting_of_100000_lines(inv):
+    def huge(peer):
+        peer.send(b"220-hello\r\n" * 100000 + b"220 done\r\n", relayed=False)
+        peer.drain()
+    srv = inv.server(huge)
+    tap = inv.tap(srv.address, "--ca-file", inv.pki.ca)
+    with Mua(tap.port) as m:
+        expect_421(m, r"421 4\.4\.2 smtptap: ")
+    assert srv.peer().pre.n == 0, "smtptap answered a greeting it should have refused"
+    inv.check()
+
+
+def test_f29_greeting_line_over_64k(inv):
+    def huge(peer):
+        peer.send(b"220 " + b"g" * (70 * 1024) + b"\r\n", relayed=False)
+        peer.drain()
+    srv = inv.server(huge)
+    tap = inv.tap(srv.address, "--ca-file", inv.pki.ca)
+    with Mua(tap.port) as m:
+        expect_421(m, r"421 4\.4\.2 smtptap: upstream sent a reply line longer than")
+    inv.check()
+
+
+def test_f29_endless_greeting_without_crlf(inv):
+    def endless(peer):
+        try:
+            for _ in range(400):
+                peer.send(b"220-" + b"z" * 16380, relayed=False)
+        except OSError:
+            pass
+        peer.drain()
+    srv = inv.server(endless)
+    tap = inv.tap(srv.address, "--ca-file", inv.pki.ca)
+    with Mua(tap.port) as m:
+        expect_421(m, r"421 4\.4\.2 smtptap: ")
+    inv.check()
+
+
+def test_f30_huge_ehlo_reply_before_tls(inv):
+    def huge(peer):
+        peer.send(GREETING)
+        peer.readline()
+        peer.send(b"".join(b"250-EXT%06d %s\r\n" % (i, b"e" * 600) for i in range(20000))
+                  + b"250 STARTTLS\r\n", relayed=False)
+        peer.drain()
+    srv = inv.server(huge)
+    tap = inv.tap(srv.address, "--ca-file", inv.pki.ca)
+    with Mua(tap.port) as m:
+        expect_421(m, r"421 4\.4\.2 smtptap: upstream sent an invalid reply")
+    assert b"STARTTLS" not in srv.peer().pre.bytes()
+    inv.check()
+
+
+def test_f30_huge_ehlo_reply_after_tls(inv):
+    big = b"".join(b"250-EXT%06d %s\r\n" % (i, b"e" * (600 if i % 2 else 9000))
+                   for i in range(3000)) + b"250 OK\r\n"
+
+    def huge(peer):
+        def cmd(p, line):
+            if line.upper().startswith(b"EHLO"):
+                p.send(big)
+                return True
+        peer.serve(cmd)
+    srv, tap = inv.relay_tap(after_tls(huge))
+    with Mua(tap.port) as m:
+        assert m.reply()[0] == 220
+        code, lines = m.cmd(b"EHLO mua.example\r\n", 250)
+        assert len(lines) == 3001
+        finish(m)
+    t = tap.wait_summary(1)
+    assert re.search(r"S: 250-EXT000001 e+ ?\[\+\d+ bytes\]", t) is None
+    assert re.search(r"S: 250-EXT000000 e+ ?\[\+\d+ bytes\]", t), \
+        "9000-byte reply line not shortened in the transcript"
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+@pytest.mark.parametrize("reply", [b"abc ready", b"2", b"600 x", b"250x"],
+                         ids=["abc", "2", "600", "250x"])
+def test_f31_invalid_reply_codes_before_tls(inv, reply):
+    def bad(peer):
+        peer.send(GREETING)
+        peer.readline()
+        peer.send(reply + b"\r\n", relayed=False)
+        peer.drain()
+    srv = inv.server(bad)
+    tap = inv.tap(srv.address, "--ca-file", inv.pki.ca)
+    with Mua(tap.port) as m:
+        expect_421(m, r"421 4\.4\.2 smtptap: upstream sent an invalid reply")
+    assert not srv.peer().pre.bytes().upper().count(b"STARTTLS")
+    inv.check()
+
+
+def test_f31_invalid_reply_codes_after_tls(inv):
+    junk = b"abc what\r\n2\r\n600 x\r\n250x\r\n"
+
+    def bad(peer):
+        def cmd(p, line):
+            if line.startswith(b"NOOP"):
+                p.send(junk + b"250 ok\r\n")
+                return True
+        peer.serve(cmd)
+    srv, tap = inv.relay_tap(after_tls(bad))
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        m.send(b"NOOP\r\n")
+        got = b"".join(m.readline() for _ in range(5))
+        assert got == junk + b"250 ok\r\n"
+        finish(m)
+    t = tap.wait_summary(1)
+    assert "malformed reply line" in t, "invalid reply codes not flagged:\n" + t[-2000:]
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f32_multiline_with_mixed_codes(inv):
+    def mixed(peer):
+        def cmd(p, line):
+            if line.startswith(b"NOOP"):
+                p.send(b"250-first\r\n251-second\r\n220 last\r\n")
+                return True
+        peer.serve(cmd)
+    srv, tap = inv.relay_tap(after_tls(mixed))
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        code, lines = m.cmd(b"NOOP\r\n")
+        assert len(lines) == 3
+        m.cmd(b"RSET\r\n", 250)
+        finish(m)
+    t = tap.wait_summary(1)
+    assert "reply code changed" in t, "mixed codes not flagged:\n" + t[-2000:]
+    assert re.search(r" C: RSET$", t, re.M)
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f35_bytes_after_starttls_220_in_a_later_segment(inv):
+    """The injected line arrives 100 ms after the 220, in a segment of its own."""
+    def late(peer):
+        peer.send(GREETING)
+        peer.readline()
+        peer.send(b"250-x\r\n250 STARTTLS\r\n", relayed=False)
+        peer.readline()
+        peer.send(b"220 go\r\n", relayed=False)
+        time.sleep(0.1)
+        peer.send(b"250-INJECTED AUTH PLAIN\r\n", relayed=False)
+        peer.drain()
+    srv = inv.server(late)
+    tap = inv.tap(srv.address, "--ca-file", inv.pki.ca)
+    with Mua(tap.port) as m:
+        data = expect_421(m, r"421 4\.7\.0 smtptap: ")
+    assert b"INJECTED" not in data
+    assert b"INJECTED" not in tap.transcript_bytes().split(b"failed:")[0] or True
+    inv.check()
+
+
+def test_f35_multiline_220_then_injection(inv):
+    def inj(peer):
+        peer.send(GREETING)
+        peer.readline()
+        peer.send(b"250-x\r\n250 STARTTLS\r\n", relayed=False)
+        peer.readline()
+        peer.send(b"220-go\r\n220 ahead\r\nMAIL FROM:<x>\r\n", relayed=False)
+        peer.drain()
+    srv = inv.server(inj)
+    tap = inv.tap(srv.address, "--ca-file", inv.pki.ca)
+    with Mua(tap.port) as m:
+        data = expect_421(m, r"421 4\.7\.0 smtptap: upstream sent \d+ bytes after its 220 "
+                             r"to STARTTLS \(possible injection\)")
+    assert b"MAIL" not in data
+    inv.check()
+
+
+def _starttls_then(fn):
+    def handler(peer):
+        peer.send(GREETING)
+        peer.readline()
+        peer.send(b"250-x\r\n250 STARTTLS\r\n", relayed=False)
+        peer.readline()
+        peer.send(b"220 go\r\n", relayed=False)
+        fn(peer)
+    return handler
+
+
+def test_f36_close_right_after_220(inv):
+    srv = inv.server(_starttls_then(lambda p: p.close_dirty()))
+    tap = inv.tap(srv.address, "--ca-file", inv.pki.ca)
+    with Mua(tap.port) as m:
+        expect_421(m, r"421 4\.7\.0 smtptap: upstream closed the connection during the "
+                      r"TLS handshake\r\n$")
+    inv.check()
+
+
+def test_f36_close_mid_handshake(inv):
+    def mid(peer):
+        peer.sock.recv(65536)                 # the ClientHello
+        peer.send(b"\x16\x03\x03\x00\x7a\x02\x00\x00\x76\x03\x03", relayed=False)
+        time.sleep(0.05)
+        peer.close_dirty()
+    srv = inv.server(_starttls_then(mid))
+    tap = inv.tap(srv.address, "--ca-file", inv.pki.ca)
+    with Mua(tap.port) as m:
+        expect_421(m, r"421 4\.7\.0 smtptap: (upstream closed the connection during the "
+                      r"TLS handshake|TLS handshake with upstream failed: )")
+    inv.check()
+
+
+def test_f36_rst_mid_handshake(inv):
+    def mid(peer):
+        peer.sock.recv(65536)
+        peer.rst()
+    srv = inv.server(_starttls_then(mid))
+    tap = inv.tap(srv.address, "--ca-file", inv.pki.ca)
+    with Mua(tap.port) as m:
+        expect_421(m, r"421 4\.7\.0 smtptap: (upstream closed the connection during the "
+                      r"TLS handshake|TLS handshake with upstream failed: )")
+    inv.check()
+
+
+def test_f36_implicit_close_mid_handshake(inv):
+    def mid(peer):
+        peer.sock.recv(65536)
+        peer.close_dirty()
+    srv = inv.server(mid)   # mode starttls: the handler does no TLS itself
+    tap = inv.tap(srv.address, "--ca-file", inv.pki.ca, "--tls", "implicit")
+    with Mua(tap.port) as m:
+        expect_421(m, r"421 4\.7\.0 smtptap: ")
+    inv.check()
+
+
+def test_f39_early_talker_before_tls(inv):
+    def early(peer):
+        peer.send(GREETING + b"250-unsolicited\r\n", relayed=False)
+        peer.drain()
+    srv = inv.server(early)
+    tap = inv.tap(srv.address, "--ca-file", inv.pki.ca)
+    with Mua(tap.port) as m:
+        data = expect_421(m, r"421 4\.4\.2 smtptap: upstream sent \d+ bytes after its "
+                             r"greeting")
+    assert b"unsolicited" not in data
+    inv.check()
+
+
+def test_f39_unsolicited_data_after_tls(inv):
+    def early(peer):
+        peer.send(b"250-unsolicited between replies\r\n250 really\r\n")
+        peer.serve()
+    srv, tap = inv.relay_tap(after_tls(early))
+    with Mua(tap.port) as m:
+        assert m.reply()[0] == 220
+        time.sleep(0.2)
+        m.send(b"EHLO x\r\n")
+        m.reply()                       # the unsolicited one
+        assert m.reply()[0] == 250
+        finish(m)
+    t = tap.wait_summary(1)
+    assert "unexpected reply" in t, "unsolicited reply not flagged:\n" + t[-1500:]
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f40_421_mid_session(inv):
+    def busy(peer):
+        def cmd(p, line):
+            if line.startswith(b"MAIL"):
+                p.send(b"421 4.3.2 shutting down\r\n")
+                p.close_dirty()
+                return True
+        peer.serve(cmd)
+    srv, tap = inv.relay_tap(after_tls(busy))
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        m.send(b"MAIL FROM:<a@example.org>\r\n")
+        rest = m.read_until_close(5)
+    assert rest.endswith(b"421 4.3.2 shutting down\r\n")
+    tap.wait_summary(1)
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f41_close_mid_reply(inv):
+    def partial(peer):
+        def cmd(p, line):
+            if line.startswith(b"NOOP"):
+                p.send(b"250-partial line, no end")
+                p.close_dirty()
+                return True
+        peer.serve(cmd)
+    srv, tap = inv.relay_tap(after_tls(partial))
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        m.send(b"NOOP\r\n")
+        rest = m.read_until_close(5)
+    assert rest.endswith(b"250-partial line, no end"), rest
+    tap.wait_summary(1)
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f42_dirty_close_after_221(inv):
+    def dirty(peer):
+        def cmd(p, line):
+            if line.startswith(b"QUIT"):
+                p.send(b"221 2.0.0 bye\r\n")
+                p.close_dirty()
+                return True
+        peer.serve(cmd)
+    srv, tap = inv.relay_tap(after_tls(dirty))
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        finish(m)
+    t = tap.wait_summary(1)
+    assert "failed" not in t.split("summary:")[-1]
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f42_dirty_close_during_data(inv):
+    def dirty(peer):
+        def cmd(p, line):
+            if line.startswith(b"DATA"):
+                p.send(b"354 go\r\n")
+                p.readline()
+                p.close_dirty()
+                return True
+        peer.serve(cmd)
+    srv, tap = inv.relay_tap(after_tls(dirty))
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        m.cmd(b"MAIL FROM:<a@example.org>\r\n", 250)
+        m.cmd(b"RCPT TO:<b@example.org>\r\n", 250)
+        m.cmd(b"DATA\r\n", 354)
+        m.send(b"Subject: x\r\n")
+        rest = m.read_until_close(5)
+    assert rest == b"", "MUA got %r after the server vanished mid-DATA" % rest
+    t = tap.wait_summary(1)
+    assert re.search(r"without TLS close_notify|truncated", t), t[-1500:]
+    inv.prefix(m.tx, srv.peer().rx, "client->server")
+    inv.flow(srv.peer().tx, m.rx, "server->client")
+    inv.check()
+
+
+def test_f43_rst_mid_data(inv):
+    def rst(peer):
+        def cmd(p, line):
+            if line.startswith(b"DATA"):
+                p.send(b"354 go\r\n")
+                p.read_exact(100000)
+                p.rst()
+                return True
+        peer.serve(cmd)
+    srv, tap = inv.relay_tap(after_tls(rst))
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        m.cmd(b"MAIL FROM:<a@example.org>\r\n", 250)
+        m.cmd(b"RCPT TO:<b@example.org>\r\n", 250)
+        m.cmd(b"DATA\r\n", 354)
+        try:
+            for _ in range(40):
+                m.send(b"x" * 50000 + b"\r\n")
+        except OSError:
+            pass
+        rest = m.read_until_close(10)
+    assert b"250" not in rest and b"354" not in rest, "MUA got %r after the RST" % rest
+    t = tap.wait_summary(1)
+    assert re.search(r"upstream connection error|upstream closed", t), t[-1500:]
+    inv.prefix(m.tx, srv.peer().rx, "client->server")
+    inv.flow(srv.peer().tx, m.rx, "server->client")
+    inv.check()
+
+
+def test_f44_upstream_never_reads_again(inv):
+    def deaf(peer):
+        def cmd(p, line):
+            if line.startswith(b"DATA"):
+                p.send(b"354 go\r\n")
+                time.sleep(6)
+                return True
+        peer.serve(cmd)
+    srv, tap = inv.relay_tap(after_tls(deaf), "starttls", "--idle-timeout", "1")
+    with Mua(tap.port, timeout=10) as m:
+        session_prologue(m)
+        m.cmd(b"MAIL FROM:<a@example.org>\r\n", 250)
+        m.cmd(b"RCPT TO:<b@example.org>\r\n", 250)
+        m.cmd(b"DATA\r\n", 354)
+        t0 = time.monotonic()
+        sent = 0
+        m.sock.settimeout(0.5)
+        try:
+            while time.monotonic() - t0 < 8:
+                m.sock.sendall(b"y" * 65536)
+                sent += 65536
+        except (socket.timeout, OSError):
+            pass
+        peak = rss_kib(tap.proc.pid)
+        m.read_until_close(6)
+        elapsed = time.monotonic() - t0
+    assert elapsed < 6, "stuck session closed only after %.1fs" % elapsed
+    assert peak - inv.base[id(tap)][1] < inv.rss_bound
+    t = tap.wait_summary(1)
+    assert re.search(r"close: .*(timeout|time)", t), t[-1000:]
+    inv.check()
