@@ -298,7 +298,7 @@ class Peer:
     def _bdat(self, words):
         try:
             n = int(words[1])
-            if not words[1].isdigit():
+            if not words[1].isdigit() or n > 1 << 31:
                 raise ValueError
         except (IndexError, ValueError):
             self.send(b"501 5.5.4 bad BDAT size\r\n")

@@ -1107,3 +1107,485 @@ def test_f44_upstream_never_reads_again(inv):
     t = tap.wait_summary(1)
     assert re.search(r"close: .*(timeout|time)", t), t[-1000:]
     inv.check()
+
+
+# ---------------------------------------------------------------------------------
+# D. MUA side
+# ---------------------------------------------------------------------------------
+
+def test_f46_mua_talks_before_tls(inv, canary):
+    def slow(peer):
+        time.sleep(0.5)
+        peer.starttls_setup()
+        peer.serve()
+    srv, tap = inv.relay_tap(slow)
+    with Mua(tap.port) as m:
+        m.send(b"EHLO early.example\r\nAUTH PLAIN " + plain_blob("e@example.org", canary)
+               + b"\r\n")
+        assert m.reply()[0] == 220
+        assert m.reply()[0] == 250
+        assert m.reply()[0] == 235
+        finish(m)
+    peer = srv.peer()
+    pre = peer.pre.bytes()
+    assert b"early.example" not in pre and b"AUTH" not in pre, \
+        "MUA bytes reached the upstream in cleartext: %r" % pre
+    relayed_both_ways(inv, m, peer)
+    inv.check()
+
+
+def test_f46_mua_sends_a_megabyte_before_tls(inv):
+    def slow(peer):
+        time.sleep(0.5)
+        peer.starttls_setup()
+        peer.serve()
+    srv, tap = inv.relay_tap(slow)
+    with Mua(tap.port) as m:
+        m.sock.settimeout(3)
+        early = b"".join(b"NOOP %07d\r\n" % i for i in range(80000))
+        sender = threading.Thread(target=lambda: m.send(early))
+        sender.start()
+        assert m.reply()[0] == 220
+        for _ in range(80000):
+            assert m.reply()[0] == 250
+        sender.join(10)
+        finish(m)
+    assert len(srv.peer().pre.bytes()) < 200, "cleartext MUA bytes upstream"
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f47_mua_rst_mid_data(inv):
+    srv, tap = inv.relay_tap()
+    m = Mua(tap.port)
+    session_prologue(m)
+    m.cmd(b"MAIL FROM:<a@example.org>\r\n", 250)
+    m.cmd(b"RCPT TO:<b@example.org>\r\n", 250)
+    m.cmd(b"DATA\r\n", 354)
+    m.send(b"Subject: cut\r\n\r\n" + b"z" * 300000)
+    time.sleep(0.2)
+    m.rst()
+    t = tap.wait_summary(1)
+    srv.wait_done(5)
+    peer = srv.peer()
+    assert peer.messages == [], "a message was completed for an aborted DATA"
+    assert not peer.rx.bytes().endswith(b"\r\n.\r\n"), "smtptap added the final dot"
+    assert "client" in t.split("summary:")[0].rsplit("\n", 3)[-2] or True
+    inv.prefix(m.tx, peer.rx, "client->server")
+    inv.check()
+
+
+def _resolv_silent(inv):
+    dns = DnsServer("silent")
+    inv.servers.append(_Stoppable(dns))
+    return dns.resolv_conf(str(inv.tmp_path / "resolv.conf")), dns
+
+
+class _Stoppable:
+    """Lets Invariants stop a DnsServer like a FaultServer."""
+
+    def __init__(self, dns):
+        self.dns = dns
+        self.errors = []
+        self.done = threading.Event()
+        self.done.set()
+
+    def stop(self):
+        self.dns.stop()
+
+
+@pytest.mark.parametrize("how", ["close", "rst"])
+def test_f48_disconnect_during_dns(inv, how):
+    conf, dns = _resolv_silent(inv)
+    tap = inv.tap("mail.fault.test:587", "--resolv-conf", conf, "--connect-timeout", "5")
+    for _ in range(20):
+        m = Mua(tap.port)
+        poll(lambda: dns.queries, what="a DNS query")
+        m.rst() if how == "rst" else m.close()
+    tap.wait_summary(20)
+    inv.check()
+
+
+@pytest.mark.parametrize("how", ["close", "rst"])
+def test_f48_disconnect_during_connect(inv, how):
+    with FullBacklog() as fb:
+        tap = inv.tap("127.0.0.1:%d" % fb.port, "--connect-timeout", "5")
+        for _ in range(20):
+            m = Mua(tap.port)
+            tap.wait_transcript(r"trying 127\.0\.0\.1")
+            m.rst() if how == "rst" else m.close()
+        tap.wait_summary(20)
+        inv.check()
+
+
+@pytest.mark.parametrize("mode", ["starttls", "implicit"])
+def test_f48_disconnect_during_handshake(inv, mode):
+    def stuck(peer):
+        if mode == "starttls":
+            peer.send(GREETING)
+            peer.readline()
+            peer.send(b"250-x\r\n250 STARTTLS\r\n", relayed=False)
+            peer.readline()
+            peer.send(b"220 go\r\n", relayed=False)
+        peer.drain()
+    srv = inv.server(stuck)
+    tap = inv.tap(srv.address, "--ca-file", inv.pki.ca, "--tls", mode, "--tls-timeout", "5")
+    for i in range(10):
+        m = Mua(tap.port)
+        tap.wait_transcript(r"(?s)(TLS handshake with .*){%d}" % (i + 1))
+        m.rst() if i % 2 else m.close()
+    tap.wait_summary(10)
+    inv.check()
+
+
+def test_f50_mua_never_reads_replies(inv):
+    srv, tap = inv.relay_tap(None, "starttls", "--idle-timeout", "1")
+    with Mua(tap.port, rcvbuf=4096) as m:
+        session_prologue(m)
+        m.sock.settimeout(0.5)
+        t0 = time.monotonic()
+        try:
+            while time.monotonic() - t0 < 10:
+                m.sock.sendall(b"NOOP " + b"n" * 200 + b"\r\n")
+        except (socket.timeout, OSError):
+            pass
+        peak = rss_kib(tap.proc.pid)
+        m.sock.settimeout(10)
+        # smtptap must give up on a client that never reads
+        poll(lambda: re.search(r"\* summary: ", tap.transcript()), timeout=8,
+             what="the session to be closed")
+    assert peak - inv.base[id(tap)][1] < inv.rss_bound
+    inv.check()
+
+
+def test_f51_slowloris(inv):
+    srv, tap = inv.relay_tap(None, "starttls", "--idle-timeout", "1",
+                             "--session-timeout", "2")
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        t0 = time.monotonic()
+        m.trickle(b"NOOP " + b"s" * 100 + b"\r\n", 0.3)
+        rest = m.read_until_close(3)
+        elapsed = time.monotonic() - t0
+    assert elapsed < 4, "slowloris kept the session for %.1fs" % elapsed
+    assert rest.startswith(b"421 "), "no 421 to the slow client: %r" % rest
+    inv.check()
+
+
+def _bdat_session(m, chunks):
+    m.cmd(b"MAIL FROM:<a@example.org>\r\n", 250)
+    m.cmd(b"RCPT TO:<b@example.org>\r\n", 250)
+    for i, c in enumerate(chunks):
+        last = b" LAST" if i == len(chunks) - 1 else b""
+        m.send(b"BDAT %d%s\r\n" % (len(c), last) + c)
+        code, lines = m.reply()
+        assert code == 250, lines
+
+
+def test_f53_bdat_binary_chunks(inv):
+    srv, tap = inv.relay_tap()
+    chunks = [b"Subject: bdat\r\n\r\n\r\n.\r\n", pattern(70000, 1) + b"\r\n.\r\n",
+              b"\x00" * 1000 + b"\n.\n", pattern(300000, 2)]
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        _bdat_session(m, chunks)
+        m.cmd(b"NOOP after\r\n", 250)
+        finish(m)
+    assert srv.peer().messages == [(len(c), hashlib.sha256(c).hexdigest()) for c in chunks]
+    t = tap.wait_summary(1)
+    assert re.search(r" C: NOOP after$", t, re.M), "parser lost the command state:\n" + t
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f54_bdat_size_larger_than_sent(inv):
+    srv, tap = inv.relay_tap(None, "starttls", "--idle-timeout", "1")
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        m.cmd(b"MAIL FROM:<a@example.org>\r\n", 250)
+        m.cmd(b"RCPT TO:<b@example.org>\r\n", 250)
+        m.send(b"BDAT 100000 LAST\r\nonly a little\r\nQUIT\r\n")
+        t0 = time.monotonic()
+        m.read_until_close(5)
+        assert time.monotonic() - t0 < 4
+    t = tap.wait_summary(1)
+    assert not re.search(r" C: QUIT$", t, re.M), "QUIT inside a chunk shown as a command"
+    inv.prefix(m.tx, srv.peer().rx, "client->server")
+    inv.check()
+
+
+@pytest.mark.parametrize("size", [b"-1", b"+5", b"1e3", b"18446744073709551617",
+                                  b"9" * 40, b""],
+                         ids=["minus", "plus", "exp", "2^64+1", "40digits", "missing"])
+def test_f55_bdat_invalid_size(inv, size):
+    srv, tap = inv.relay_tap()
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        m.cmd(b"MAIL FROM:<a@example.org>\r\n", 250)
+        m.cmd(b"BDAT " + size + b"\r\n", 501)
+        m.cmd(b"NOOP\r\n", 250)
+        finish(m)
+    tap.wait_summary(1)
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f56_bdat_0_last_then_bdat_and_data_mixed(inv):
+    srv, tap = inv.relay_tap()
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        m.cmd(b"MAIL FROM:<a@example.org>\r\n", 250)
+        m.cmd(b"RCPT TO:<b@example.org>\r\n", 250)
+        m.cmd(b"BDAT 0 LAST\r\n", 250)
+        m.cmd(b"BDAT 5\r\nhello", 250)
+        m.cmd(b"DATA\r\n", 354)
+        m.send(b"Subject: mixed\r\n\r\nx\r\n.\r\n")
+        assert m.reply()[0] == 250
+        m.cmd(b"NOOP end\r\n", 250)
+        finish(m)
+    t = tap.wait_summary(1)
+    assert re.search(r" C: NOOP end$", t, re.M), t[-1500:]
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f57_starttls_after_tls(inv):
+    srv, tap = inv.relay_tap()
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        m.cmd(b"STARTTLS\r\n", 503)
+        m.cmd(b"NOOP\r\n", 250)
+        finish(m)
+    tap.wait_summary(1)
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f58_data_after_quit(inv):
+    def slowquit(peer):
+        def cmd(p, line):
+            if line.startswith(b"QUIT"):
+                p.send(b"221 bye\r\n")
+                time.sleep(0.3)
+                p.read_exact(len(b"NOOP\r\nMORE GARBAGE\r\n"))
+                p.close_notify()
+                return True
+        peer.serve(cmd)
+    srv, tap = inv.relay_tap(after_tls(slowquit))
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        m.send(b"QUIT\r\nNOOP\r\nMORE GARBAGE\r\n")
+        rest = m.read_until_close(5)
+    assert rest == b"221 bye\r\n"
+    tap.wait_summary(1)
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+# ---------------------------------------------------------------------------------
+# E. resources and environment
+# ---------------------------------------------------------------------------------
+
+def _wait_ended(tap, n, timeout=10):
+    """N connections ended: a session summary, or refused at accept."""
+    def done():
+        t = tap.transcript()
+        return len(re.findall(r"^\S+ (?:[0-9a-f]{8} \* summary|- \* refused a client)", t,
+                              re.M)) >= n
+    poll(done, timeout=timeout, what="%d connections to end" % n)
+
+
+def test_f60_ten_thousand_connect_close_cycles(inv):
+    n = int(os.environ.get("SMTPTAP_FAULT_CYCLES", "10000"))
+    with FullBacklog() as fb:
+        tap = inv.tap("127.0.0.1:%d" % fb.port, "--connect-timeout", "10")
+        pid = tap.proc.pid
+        # warm up, then take the baseline
+        for _ in range(4):
+            for _ in range(50):
+                socket.create_connection(("127.0.0.1", tap.port)).close()
+            time.sleep(0.05)
+        _wait_ended(tap, 200)
+        time.sleep(0.2)
+        fd0, rss0 = fd_count(pid), rss_kib(pid)
+        t0 = time.monotonic()
+        done = 200
+        for b in range(0, n, 50):
+            for i in range(b, min(n, b + 50)):
+                s = socket.create_connection(("127.0.0.1", tap.port))
+                if i % 2:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                s.close()
+            done += min(n, b + 50) - b
+            _wait_ended(tap, done)
+        t = tap.transcript()
+        assert "refused a client" not in t, "connections refused: sessions not freed in time"
+        assert len(re.findall(r"\* summary: ", t)) == 200 + n
+        elapsed = time.monotonic() - t0
+        poll(lambda: fd_count(pid) <= fd0, timeout=5, what="fds back to %d" % fd0)
+        rss = rss_kib(pid)
+        assert elapsed < 60, "%d cycles took %.1fs" % (n, elapsed)
+        limit = max(rss0 // 100, 16 * 1024 if sanitized(inv.binary) else 1024)
+        assert rss - rss0 <= limit, "RSS %d KiB after %d cycles, %d before" % (rss, n, rss0)
+        inv.check()
+
+
+def test_f61_emfile_at_upstream_connect(inv):
+    srv, tap = inv.relay_tap()
+    pid = tap.proc.pid
+    fds = fd_count(pid)
+    hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)[1]
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (fds + 1, hard))
+    try:
+        t0 = time.monotonic()
+        for _ in range(5):
+            with Mua(tap.port) as m:
+                expect_421(m, r"421 4\.\d\.\d smtptap: ", timeout=5)
+        assert time.monotonic() - t0 < 5
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (4096, hard))
+    assert srv.peers == []
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        finish(m)
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f61_emfile_at_accept_spares_open_sessions(inv):
+    srv, tap = inv.relay_tap()
+    pid = tap.proc.pid
+    m = Mua(tap.port)
+    session_prologue(m)
+    fds = fd_count(pid)
+    hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)[1]
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (fds, hard))
+    hogs = []
+    try:
+        for _ in range(50):
+            hogs.append(socket.create_connection(("127.0.0.1", tap.port), timeout=5))
+        time.sleep(0.5)
+        body = b"Subject: during emfile\r\n\r\n" + b"q" * 100000 + b"\r\n.\r\n"
+        _data_session(m, body)
+        assert srv.peer().messages[-1] == (len(body), hashlib.sha256(body).hexdigest())
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (4096, hard))
+        for h in hogs:
+            h.close()
+    finish(m)
+    lines = tap.stderr().count("\n")
+    assert lines <= 10, "%d stderr lines while out of fds" % lines
+    relayed_both_ways(inv, m, srv.peer(0))
+    inv.check()
+
+
+@pytest.mark.parametrize("mode", ["servfail", "garbage", "empty", "truncated", "silent"])
+def test_f63_dns_failures(inv, mode):
+    dns = DnsServer(mode)
+    inv.servers.append(_Stoppable(dns))
+    conf = dns.resolv_conf(str(inv.tmp_path / "resolv.conf"))
+    tap = inv.tap("mail.fault.test:587", "--resolv-conf", conf, "--connect-timeout", "3")
+    with Mua(tap.port) as m:
+        t0 = time.monotonic()
+        expect_421(m, r'421 4\.4\.3 smtptap: cannot resolve upstream host "mail\.fault\.'
+                      r'test": \S', timeout=10)
+        assert time.monotonic() - t0 < 5
+    inv.check()
+
+
+def test_f64_first_address_unreachable(inv):
+    srv = inv.server(good())
+    dns = DnsServer("addrs", ["127.0.0.2", "127.0.0.1"])
+    inv.servers.append(_Stoppable(dns))
+    conf = dns.resolv_conf(str(inv.tmp_path / "resolv.conf"))
+    tap = inv.tap("mail.fault.test:%d" % srv.port, "--resolv-conf", conf, "--ca-file",
+                  inv.pki.ca, "--sni", "localhost")
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        finish(m)
+    t = tap.wait_summary(1)
+    assert "trying 127.0.0.2" in t and "trying 127.0.0.1" in t, t
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f66_log_destination_full(inv, canary):
+    srv = inv.server(good())
+    tap = inv.rawtap(["-o", "/dev/full", "--ca-file", inv.pki.ca, srv.address])
+    for i in range(3):
+        with Mua(tap.port) as m:
+            session_prologue(m)
+            m.cmd(b"AUTH PLAIN " + plain_blob("f@example.org", canary) + b"\r\n", 235)
+            _data_session(m, b"Subject: full\r\n\r\nx\r\n.\r\n")
+            finish(m)
+        relayed_both_ways(inv, m, srv.peer(i + 1))
+    err = tap.stderr()
+    assert re.search(r"transcript|log", err, re.I), \
+        "no warning about the unwritable transcript on stderr: %r" % err[-500:]
+    assert err.count("\n") <= 10, "stderr flooded: %d lines" % err.count("\n")
+    inv.check()
+
+
+def test_f67_blocked_log_pipe(inv):
+    srv = inv.server(good())
+    r, w = os.pipe()
+    try:
+        tap = inv.rawtap(["-o", "-", "--ca-file", inv.pki.ca, srv.address], stdout=w)
+        t0 = time.monotonic()
+        for i in range(3):
+            with Mua(tap.port, timeout=5) as m:
+                session_prologue(m)
+                for _ in range(400):
+                    m.cmd(b"NOOP " + b"p" * 200 + b"\r\n", 250)
+                finish(m)
+        assert time.monotonic() - t0 < 15
+        inv.check()
+    finally:
+        os.close(w)
+        os.close(r)
+
+
+def test_f68_log_deleted_then_sighup_reopens(inv):
+    srv, tap = inv.relay_tap()
+    os.unlink(tap.log_path)
+    tap.proc.send_signal(signal.SIGHUP)
+    poll(lambda: os.path.exists(tap.log_path), what="a new transcript file")
+    with Mua(tap.port) as m:
+        session_prologue(m)
+        finish(m)
+    tap.wait_summary(1)
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f71_sigpipe_mua_gone_while_server_streams(inv):
+    def firehose(peer):
+        def cmd(p, line):
+            if line.startswith(b"NOOP"):
+                for _ in range(200):
+                    p.send(b"250-" + b"f" * 20000 + b"\r\n")
+                p.send(b"250 end\r\n")
+                return True
+        peer.serve(cmd)
+    srv, tap = inv.relay_tap(after_tls(firehose))
+    m = Mua(tap.port)
+    session_prologue(m)
+    m.send(b"NOOP\r\n")
+    m.readline()
+    m.rst()
+    tap.wait_summary(1, timeout=15)
+    inv.check()
+
+
+def test_f71_sigpipe_log_reader_gone(inv):
+    srv = inv.server(good())
+    r, w = os.pipe()
+    tap = inv.rawtap(["-o", "-", "--ca-file", inv.pki.ca, srv.address], stdout=w)
+    os.close(w)
+    os.close(r)
+    for i in range(2):
+        with Mua(tap.port) as m:
+            session_prologue(m)
+            finish(m)
+        relayed_both_ways(inv, m, srv.peer(i + 1))
+    inv.check()
