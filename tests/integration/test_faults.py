@@ -1442,7 +1442,8 @@ def test_f60_ten_thousand_connect_close_cycles(inv):
         poll(lambda: fd_count(pid) <= fd0, timeout=5, what="fds back to %d" % fd0)
         rss = rss_kib(pid)
         assert elapsed < 60, "%d cycles took %.1fs" % (n, elapsed)
-        limit = max(rss0 // 100, 16 * 1024 if sanitized(inv.binary) else 1024)
+        # under ASan the 16 MiB quarantine (ASAN_OPTIONS) fills up first
+        limit = max(rss0 // 100, 32 * 1024 if sanitized(inv.binary) else 1024)
         assert rss - rss0 <= limit, "RSS %d KiB after %d cycles, %d before" % (rss, n, rss0)
         inv.check()
 
