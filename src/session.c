@@ -1093,6 +1093,33 @@ session_cli_eventcb(struct bufferevent *bev, short what, void *arg)
 		    "client connection error");
 }
 
+/*
+ * A relayed session timed out. When the server's replies end at a boundary,
+ * the MUA is told in SMTP's own words (a server may send 421 at any time,
+ * RFC 5321 3.8) before the connection closes. Ends the session.
+ */
+static void
+session_timeout_421(struct session *s, const char *why, double limit)
+{
+	struct strbuf line;
+
+	session_free_upstream(s);
+	/* Only to a client that reads: one that does not would hold us up. */
+	if (s->cli != NULL && s->parser != NULL && smtp_reply_boundary(s->parser) &&
+	    evbuffer_get_length(bufferevent_get_output(s->cli)) == 0) {
+		strbuf_init(&line, 0);
+		strbuf_printf(&line, "421 4.4.2 smtptap: %s (%gs)", why, limit);
+		transcript_note(s->id, "to client: %s", strbuf_str(&line));
+		strbuf_add(&line, "\r\n", 2);
+		bufferevent_write(s->cli, line.buf, line.len);
+		strbuf_free(&line);
+		transcript_note(s->id, "close: %s", why);
+		session_flush_and_close(s);
+		return;
+	}
+	session_close(s, why);
+}
+
 static void
 session_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1123,8 +1150,8 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case SESSION_RELAY:
 		if (session_elapsed(s) >= o->session_timeout) {
 			/* A slow talker that never idles still ends. */
-			session_close(s, "session lasted longer than "
-			    "session_timeout");
+			session_timeout_421(s, "session lasted longer than "
+			    "session_timeout", o->session_timeout);
 			return;
 		}
 		idle = difftime(time(NULL), s->last_activity);
@@ -1133,7 +1160,7 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 			    o->idle_timeout - idle));
 			return;
 		}
-		session_close(s, "idle timeout");
+		session_timeout_421(s, "idle timeout", o->idle_timeout);
 		return;
 	case SESSION_CLIENT_GONE:
 		session_close(s, "upstream did not close after the client left");

@@ -558,6 +558,12 @@ smtp_pop(struct smtp *p)
 	return cmd;
 }
 
+int
+smtp_reply_boundary(const struct smtp *p)
+{
+	return !p->opaque && p->line[SMTP_SERVER].total == 0 && !p->reply_open;
+}
+
 uint64_t
 smtp_pending(const struct smtp *p)
 {
@@ -866,9 +872,13 @@ smtp_body_line(struct smtp *p, int eof)
 	int crlf;
 	size_t len = smtp_line_len(l, eof, &crlf);
 
-	if (crlf && len == 1 && l->first == '.') {
-		if (p->b.prev_bare_lf)
-			smtp_smuggle(p, l, len, crlf, eof);
+	/*
+	 * Only CRLF "." CRLF ends the data (RFC 5321 4.1.1.4): after a bare LF
+	 * the "." line is data, noted as a smuggling shape. A server that ends
+	 * the message there anyway shows it with its reply, and the parser
+	 * follows the server.
+	 */
+	if (crlf && len == 1 && l->first == '.' && !p->b.prev_bare_lf) {
 		smtp_message_end(p, "message");
 		strbuf_adds(&p->out, ".");
 		smtp_remember(p, ". (end of message data)", 23);
@@ -1446,9 +1456,26 @@ smtp_reply_data(struct smtp *p, int code)
 	p->desync = 1;
 }
 
+static void	smtp_reply_message(struct smtp *, enum smtp_cmd, int,
+		    const char *);
+
 static void
-smtp_reply_unexpected(struct smtp *p)
+smtp_reply_unexpected(struct smtp *p, int code, const char *enh)
 {
+	if (p->body && !p->b.bdat && p->b.confirmed && !p->desync) {
+		/*
+		 * The server answered inside what looked like message data: it
+		 * saw an end of data the parser did not (a smuggling shape).
+		 * The server is the ground truth for what it stored.
+		 */
+		smtp_note(p, SMTP_SERVER, "the server ended the message where "
+		    "smtptap saw no CRLF.CRLF%s: what followed was commands to "
+		    "it", p->b.smuggle ? " (at the smuggling sequence)" : "");
+		smtp_message_end(p, "message");
+		p->body = 0;
+		smtp_reply_message(p, SMTP_CMD_DOT, code, enh);
+		return;
+	}
 	smtp_note(p, SMTP_SERVER, "unexpected reply (no command outstanding)");
 	p->desync = 1;
 	if (p->body) {
@@ -1510,7 +1537,7 @@ smtp_reply_done(struct smtp *p, int code, const char *enh)
 			p->greeted = 1;
 			p->greeting_code = code;
 		} else
-			smtp_reply_unexpected(p);
+			smtp_reply_unexpected(p, code, enh);
 		return;
 	}
 	p->greeted = 1;

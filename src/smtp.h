@@ -61,6 +61,8 @@ void		 smtp_eof(struct smtp *, enum smtp_dir);
 const struct smtp_stats *smtp_stats(const struct smtp *);
 /* Client commands the server has not answered yet. */
 uint64_t	 smtp_pending(const struct smtp *);
+/* The server's bytes end at a reply boundary: smtptap may add a reply. */
+int		 smtp_reply_boundary(const struct smtp *);
 /*
  * smtptap's own EHLO reply before TLS, one line at a time without its CRLF
  * (STARTTLS mode only): the capability summary compares it with what the

@@ -205,7 +205,15 @@ class Invariants:
         for s in self.servers:
             s.done.wait(settle)
         for sent, received, what in self.flows:
-            assert (sent.n, sent.digest) == (received.n, received.digest), \
+            if (sent.n, sent.digest) == (received.n, received.digest):
+                continue
+            # The one line smtptap may add (RELIABILITY.md §4): its own 421
+            # at a reply boundary when a session times out, also in the
+            # transcript as "to client: ...".
+            extra = received.bytes()[sent.n:] if received.n > sent.n else b""
+            m = re.fullmatch(rb"421 4\.\d\.\d smtptap: [^\r\n]*\r\n", extra)
+            assert m and received.bytes()[:sent.n] == sent.bytes() and any(
+                "to client: " + extra[:-2].decode() in t.transcript() for t in self.taps), \
                 "%s: bytes changed in the relay: sent %r, received %r" % (what, sent,
                                                                            received)
         for longer, shorter, what in self.prefixes:
@@ -563,7 +571,8 @@ def test_f10_pipeline_beyond_buffers_one_segment(inv):
     t = tap.wait_summary(1)
     cmds = re.findall(r" C: NOOP (\d{5})$", t, re.M)
     assert cmds == ["%05d" % i for i in range(n)], "commands not all logged in order"
-    assert len(re.findall(r" S: 250 2\.0\.0 ok$", t, re.M)) >= n
+    # each reply may carry its meaning and, pipelined, the command it answers
+    assert len(re.findall(r" S: 250 2\.0\.0 ok\b", t, re.M)) >= n
     relayed_both_ways(inv, m, srv.peer())
     inv.check()
 
