@@ -4,7 +4,7 @@ Tap          a running smtptap process (port, transcript, stdout/stderr, stop)
 SmtpClient   a minimal raw-socket SMTP client that shows exactly what comes back
 read_until_close / expect_421   for the failure cases
 forbidden_forms / assert_no_secret   the password must not leak in any form
-parse_transcript / RECORD_RE   the transcript format of doc/SPEC-ISSUE2.md
+parse_transcript / RECORD_RE   the transcript format of smtptap(1), TRANSCRIPT
 """
 
 import base64

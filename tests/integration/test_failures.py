@@ -1,5 +1,5 @@
 """Every failure of the spec's table reaches the MUA as a 421 greeting, then the
-connection closes; the transcript has a "* failed:" note (doc/SPEC-ISSUE2.md)."""
+connection closes; the transcript has a "* failed:" note (smtptap(1), FAILURES)."""
 
 import re
 import smtplib

@@ -1,4 +1,4 @@
-"""The transcript format of doc/SPEC-ISSUE2.md."""
+"""The transcript format of smtptap(1), TRANSCRIPT."""
 
 import base64
 import datetime
