@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "b64.h"
+#include "escape.h"
 #include "smtp.h"
 #include "strbuf.h"
 
@@ -311,10 +312,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    (s.noise[0].buf[i + 2] | 0x20) == 'a' &&
 		    (s.noise[0].buf[i + 3] | 0x20) == 't')
 			chunking = 1;
-	/* The fuzzer may spell the canary itself (it sees our memmem). */
-	for (k = 0; k < 3; k++)
+	/*
+	 * The fuzzer may spell the canary itself (it sees our memmem), also
+	 * through the escaping: "\x14" + "b71375..." reads as the hex form.
+	 */
+	for (k = 0; k < 3; k++) {
+		struct strbuf esc;
+
 		if (fuzz_has_canary(strbuf_str(&s.noise[k]), s.noise[k].len))
 			spelled = 1;
+		strbuf_init(&esc, 1 << 20);
+		escape_append(&esc, strbuf_str(&s.noise[k]), s.noise[k].len);
+		if (fuzz_has_canary(strbuf_str(&esc), esc.len))
+			spelled = 1;
+		strbuf_free(&esc);
+	}
 
 	whole = fuzz_run(&s, 0, seed);
 	cut = fuzz_run(&s, mode, seed);
