@@ -51,6 +51,7 @@ struct smtp_line {
 	size_t		 total;		/* bytes before the LF */
 	unsigned char	 first;
 	unsigned char	 prev;		/* last byte added, to tell CRLF from LF */
+	int		 skip;		/* a body line: count it, keep nothing */
 };
 
 struct smtp_body {
@@ -214,22 +215,34 @@ static void
 smtp_line_add(struct smtp *p, struct smtp_line *l, const unsigned char *d,
     size_t n, int count)
 {
-	size_t i, fit;
+	const unsigned char *q, *end = d + n;
+	size_t fit;
 
 	if (n == 0)
 		return;
-	if (l->total == 0)
+	if (l->total == 0) {
 		l->first = d[0];
+		/* Message lines after the headers are only counted, never
+		 * shown: nothing of them need be kept (most of a bulk DATA). */
+		l->skip = count && !p->b.in_headers;
+	}
 	if (count) {
-		for (i = 0; i < n; i++) {
-			if (l->prev == '\r')
-				p->b.bare_cr++;
-			if (d[i] == '\0')
-				p->b.nul++;
-			l->prev = d[i];
-		}
-	} else
-		l->prev = d[n - 1];
+		/* A CR is bare unless the LF follows: the previous piece's last
+		 * byte, and every CR here but the last byte. memchr, not a loop
+		 * per byte: this runs over every byte of every message. */
+		if (l->prev == '\r')
+			p->b.bare_cr++;
+		for (q = d; (q = memchr(q, '\r', (size_t)(end - 1 - q))) != NULL;
+		    q++)
+			p->b.bare_cr++;
+		for (q = d; (q = memchr(q, '\0', (size_t)(end - q))) != NULL; q++)
+			p->b.nul++;
+	}
+	l->prev = d[n - 1];
+	if (l->skip) {
+		l->total += n;
+		return;
+	}
 	fit = l->size - l->kept;
 	if (fit > n)
 		fit = n;
@@ -244,6 +257,7 @@ smtp_line_reset(struct smtp_line *l)
 	explicit_bzero(l->buf, l->kept);
 	l->kept = l->total = 0;
 	l->first = l->prev = 0;
+	l->skip = 0;
 }
 
 static void
