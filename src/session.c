@@ -16,8 +16,10 @@
  * upstream before TLS is up and verified. Every state has a deadline on the
  * one session timer.
  */
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 
 #include <errno.h>
 #include <netdb.h>
@@ -59,6 +61,8 @@
 #define GREETING_MAX		(64 * 1024)
 /* One read from a peer at most, so no session hogs a loop turn. */
 #define MAX_SINGLE_READ		(64 * 1024)
+/* What libevent 2.1 reads per callback at most (EVBUFFER_MAX_READ). */
+#define LIBEVENT_READ		4096
 
 enum session_state {
 	SESSION_CONNECTING,
@@ -891,12 +895,59 @@ session_up_eventcb(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
+/*
+ * libevent 2.1 reads at most 4096 bytes per callback (EVBUFFER_MAX_READ in
+ * buffer.c), whatever bufferevent_set_max_single_read() says, so a 10 MB
+ * message costs 2,560 loop turns, TLS records and writes. When a read was
+ * that full, take what else the socket holds, up to MAX_SINGLE_READ, in one
+ * readv. Only as many bytes as FIONREAD reports are read, so EOF and errors
+ * stay in the socket for libevent to see.
+ */
+static void
+session_read_more(struct bufferevent *bev)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t have = evbuffer_get_length(in), want, got;
+	struct evbuffer_iovec vec[2];
+	struct iovec iov[2];
+	ssize_t n;
+	int avail = 0, nvec, i;
+
+	if (have < LIBEVENT_READ || have >= MAX_SINGLE_READ)
+		return;
+	if (ioctl(bufferevent_getfd(bev), FIONREAD, &avail) != 0 || avail <= 0)
+		return;
+	want = (size_t)avail < MAX_SINGLE_READ - have ? (size_t)avail :
+	    MAX_SINGLE_READ - have;
+	/* The bufferevent keeps the end of its input frozen between reads. */
+	evbuffer_unfreeze(in, 0);
+	if ((nvec = evbuffer_reserve_space(in, (ev_ssize_t)want, vec, 2)) <= 0) {
+		evbuffer_freeze(in, 0);
+		return;
+	}
+	for (i = 0, got = 0; i < nvec; i++) {
+		iov[i].iov_base = vec[i].iov_base;
+		iov[i].iov_len = vec[i].iov_len < want - got ? vec[i].iov_len :
+		    want - got;
+		got += iov[i].iov_len;
+	}
+	n = readv(bufferevent_getfd(bev), iov, nvec);
+	for (i = 0, got = n > 0 ? (size_t)n : 0; i < nvec; i++) {
+		vec[i].iov_len = got < iov[i].iov_len ? got : iov[i].iov_len;
+		got -= vec[i].iov_len;
+	}
+	evbuffer_commit_space(in, vec, nvec);
+	evbuffer_freeze(in, 0);
+}
+
 static void
 session_cli_readcb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
 	if (s->state == SESSION_RELAY) {
+		if (!s->cli_throttled)
+			session_read_more(bev);
 		session_relay(s, s->cli, s->up, SMTP_CLIENT);
 		return;
 	}
