@@ -98,6 +98,13 @@ struct smtp {
 	struct sasl		*sasl;		/* AUTH outstanding */
 };
 
+/*
+ * A line's buffer exists only while a line is being kept: an idle session
+ * holds none (16 KiB less each). Between lines buf points here, never
+ * written (kept is 0).
+ */
+static unsigned char smtp_no_line[1];
+
 struct smtp *
 smtp_new(smtp_rec_cb cb, void *arg)
 {
@@ -110,8 +117,8 @@ smtp_new(smtp_rec_cb cb, void *arg)
 	/* A SASL response may legitimately be this long (RFC 4954). */
 	p->line[SMTP_CLIENT].size = SASL_LINE_MAX;
 	p->line[SMTP_SERVER].size = SMTP_LINE_MAX;
-	p->line[SMTP_CLIENT].buf = xmalloc(SASL_LINE_MAX);
-	p->line[SMTP_SERVER].buf = xmalloc(SMTP_LINE_MAX);
+	p->line[SMTP_CLIENT].buf = smtp_no_line;
+	p->line[SMTP_SERVER].buf = smtp_no_line;
 	return p;
 }
 
@@ -122,10 +129,11 @@ smtp_free(struct smtp *p)
 
 	if (p == NULL)
 		return;
-	for (i = 0; i < 2; i++) {
-		explicit_bzero(p->line[i].buf, p->line[i].size);
-		free(p->line[i].buf);
-	}
+	for (i = 0; i < 2; i++)
+		if (p->line[i].buf != smtp_no_line) {
+			explicit_bzero(p->line[i].buf, p->line[i].kept);
+			free(p->line[i].buf);
+		}
 	sasl_free(p->sasl);
 	strbuf_free(&p->out);
 	strbuf_free(&p->tmp);
@@ -246,6 +254,8 @@ smtp_line_add(struct smtp *p, struct smtp_line *l, const unsigned char *d,
 	fit = l->size - l->kept;
 	if (fit > n)
 		fit = n;
+	if (fit > 0 && l->buf == smtp_no_line)
+		l->buf = xmalloc(l->size);
 	memcpy(l->buf + l->kept, d, fit);
 	l->kept += fit;
 	l->total += n;
@@ -254,7 +264,11 @@ smtp_line_add(struct smtp *p, struct smtp_line *l, const unsigned char *d,
 static void
 smtp_line_reset(struct smtp_line *l)
 {
-	explicit_bzero(l->buf, l->kept);
+	if (l->buf != smtp_no_line) {
+		explicit_bzero(l->buf, l->kept);
+		free(l->buf);
+		l->buf = smtp_no_line;
+	}
 	l->kept = l->total = 0;
 	l->first = l->prev = 0;
 	l->skip = 0;
