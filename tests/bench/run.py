@@ -436,6 +436,10 @@ def main():
     ap.add_argument("--idle", default="1000,10000",
                     help="idle session counts (cumulative), comma-separated")
     ap.add_argument("--no-idle", action="store_true")
+    ap.add_argument("--tests", default="sessions,messages,bulk,idle",
+                    help="which tests to run (comma-separated)")
+    ap.add_argument("--proxies", default="smtptap,smtptap-nolog,haproxy,stunnel,baseline",
+                    help="which proxies to run (comma-separated)")
     ap.add_argument("--haproxy-threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true",
                     help="small counts, 1 run: to check the harness")
@@ -445,6 +449,10 @@ def main():
         a.reps, a.sessions, a.messages, a.bulk = 1, 300, 2000, 4
         a.idle = "200,1000"
     a.idle = [int(x) for x in a.idle.split(",") if x]
+    a.tests = a.tests.split(",")
+    a.proxies = a.proxies.split(",")
+    if "idle" not in a.tests:
+        a.no_idle = True
 
     for path, what in ((a.smtptap, "smtptap"), (a.sink, "tlssink"),
                        (SMTP_SOURCE, "smtp-source (apt-get install postfix)")):
@@ -497,19 +505,24 @@ def main():
     try:
         make_pki(b.dir)
         b.start_sink()
-        for mode in ("starttls", "implicit"):
-            proxies = [("baseline", None, b.sink_ports["plain"])]
-            p = b.start_smtptap(mode, "file", f"smtptap-{mode}-file")
-            proxies.append(("smtptap", p, p.port))
-            p = b.start_smtptap(mode, "null", f"smtptap-{mode}-null")
-            proxies.append(("smtptap-nolog", p, p.port))
-            if b.haproxy and mode == "implicit":
+        kinds = [k for k in ("sessions", "messages", "bulk") if k in a.tests]
+        for mode in ("starttls", "implicit") if kinds else ():
+            want = a.proxies
+            proxies = []
+            if "baseline" in want:
+                proxies.append(("baseline", None, b.sink_ports["plain"]))
+            if "smtptap" in want:
+                p = b.start_smtptap(mode, "file", f"smtptap-{mode}-file")
+                proxies.append(("smtptap", p, p.port))
+            if "smtptap-nolog" in want:
+                p = b.start_smtptap(mode, "null", f"smtptap-{mode}-null")
+                proxies.append(("smtptap-nolog", p, p.port))
+            if b.haproxy and mode == "implicit" and "haproxy" in want:
                 p = b.start_haproxy(f"haproxy-{mode}")
                 proxies.append(("haproxy", p, p.port))
-            if b.stunnel:
+            if b.stunnel and "stunnel" in want:
                 p = b.start_stunnel(mode, f"stunnel-{mode}")
                 proxies.append(("stunnel", p, p.port))
-            kinds = ["sessions", "messages", "bulk"]
             for name, p, port in proxies:          # warm-up, not measured
                 b.smtp_source(port, 4, 40, 1000, False)
             for kind in kinds:
@@ -532,10 +545,12 @@ def main():
                 ("smtptap (implicit)", lambda: b.start_smtptap("implicit", "file", "idle-smtptap-implicit")),
                 ("smtptap (starttls)", lambda: b.start_smtptap("starttls", "file", "idle-smtptap-starttls")),
             ]
-            if b.haproxy:
+            if "smtptap" not in a.proxies:
+                idle_plan = []
+            if b.haproxy and "haproxy" in a.proxies:
                 idle_plan.append(("haproxy (implicit)",
                                   lambda: b.start_haproxy("idle-haproxy")))
-            if b.stunnel:
+            if b.stunnel and "stunnel" in a.proxies:
                 idle_plan.append(("stunnel (starttls)",
                                   lambda: b.start_stunnel("starttls", "idle-stunnel")))
             for name, starter in idle_plan:
@@ -591,16 +606,21 @@ def report(results):
     for mode in ("starttls", "implicit"):
         if mode not in M:
             continue
-        names = list(M[mode]["sessions"].keys())
+        names = []
+        for kind in M[mode]:
+            names += [n for n in M[mode][kind] if n not in names]
         refs = [r for r in ("stunnel", "haproxy") if r in names]
         hdr = f"{mode.upper():<16}" + "".join(f"{n:>15}" for n in names) + \
             "".join(f"{'smtptap/' + r:>17}" for r in refs)
         w(hdr)
         for kind, key, label, digits in rows:
-            vals = [M[mode][kind][n].get(key) for n in names]
+            if kind not in M[mode]:
+                continue
+            row = M[mode][kind]
+            vals = [row.get(n, {}).get(key) for n in names]
             line = f"{label:<16}" + "".join(f"{fmt(v, digits):>15}" for v in vals)
             for r in refs:
-                line += f"{fmt(ratio(M[mode][kind]['smtptap'].get(key), M[mode][kind][r].get(key)), 2):>17}"
+                line += f"{fmt(ratio(row.get('smtptap', {}).get(key), row.get(r, {}).get(key)), 2):>17}"
             w(line)
         w("")
     if results["idle"]:
