@@ -61,6 +61,11 @@
 #define GREETING_MAX		(64 * 1024)
 /* One read from a peer at most, so no session hogs a loop turn. */
 #define MAX_SINGLE_READ		(64 * 1024)
+/*
+ * One write to the upstream at most: libevent's default, 16 KiB, is one
+ * TLS record per loop turn and per writev.
+ */
+#define MAX_SINGLE_WRITE	(64 * 1024)
 /* What libevent 2.1 reads per callback at most (EVBUFFER_MAX_READ). */
 #define LIBEVENT_READ		4096
 
@@ -501,6 +506,7 @@ session_start_tls(struct session *s)
 	s->up = filter;
 	bufferevent_openssl_set_allow_dirty_shutdown(filter, 1);
 	bufferevent_set_max_single_read(filter, MAX_SINGLE_READ);
+	bufferevent_set_max_single_write(filter, MAX_SINGLE_WRITE);
 	bufferevent_setcb(filter, session_up_readcb, session_up_writecb,
 	    session_up_eventcb, s);
 	bufferevent_enable(filter, EV_READ | EV_WRITE);
@@ -1056,6 +1062,7 @@ session_connected_cb(struct bufferevent *bev, const char *status,
 	}
 	s->up = bev;
 	bufferevent_set_max_single_read(bev, MAX_SINGLE_READ);
+	bufferevent_set_max_single_write(bev, MAX_SINGLE_WRITE);
 	bufferevent_setcb(bev, session_up_readcb, session_up_writecb,
 	    session_up_eventcb, s);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
