@@ -86,7 +86,11 @@ static const struct {
 	{ "QUIT", SMTP_CMD_QUIT },
 };
 
-/* One line being assembled; only the first size bytes are kept. */
+/*
+ * One line being assembled; only the first size bytes are kept. buf is
+ * allocated on the first byte kept and freed when the line ends, so an idle
+ * session holds no line buffer; between lines it is smtp_no_line.
+ */
 struct smtp_line {
 	unsigned char	*buf;
 	size_t		 size;
@@ -95,8 +99,12 @@ struct smtp_line {
 	unsigned char	 first;
 	unsigned char	 prev;		/* last byte added, to tell CRLF from LF */
 	unsigned char	 prev2;		/* the one before */
+	int		 dotcr;		/* starts with ".\r" */
 	int		 crdotcr;	/* "\r.\r" seen: a smuggling shape */
 };
+
+/* Never written: kept is 0 whenever buf points here. */
+static unsigned char smtp_no_line[1];
 
 /* The message of the current DATA or BDAT transfer. */
 struct smtp_body {
@@ -223,6 +231,7 @@ struct smtp {
 	uint64_t		 commands_before_quit;
 };
 
+static void	smtp_line_reset(struct smtp_line *);
 static void	smtp_msg_line(struct smtp *, struct smtp_line *, int, int);
 
 struct smtp *
@@ -246,9 +255,9 @@ smtp_new(smtp_rec_cb cb, void *arg)
 	p->line[SMTP_CLIENT].size = SASL_LINE_MAX;
 	p->line[SMTP_SERVER].size = SMTP_LINE_MAX;
 	p->bline.size = SMTP_LINE_MAX;
-	p->line[SMTP_CLIENT].buf = xmalloc(SASL_LINE_MAX);
-	p->line[SMTP_SERVER].buf = xmalloc(SMTP_LINE_MAX);
-	p->bline.buf = xmalloc(SMTP_LINE_MAX);
+	p->line[SMTP_CLIENT].buf = smtp_no_line;
+	p->line[SMTP_SERVER].buf = smtp_no_line;
+	p->bline.buf = smtp_no_line;
 	p->auth_offered = -1;
 	return p;
 }
@@ -261,12 +270,10 @@ smtp_free(struct smtp *p)
 	if (p == NULL)
 		return;
 	for (i = 0; i < 2; i++) {
-		explicit_bzero(p->line[i].buf, p->line[i].size);
-		free(p->line[i].buf);
+		smtp_line_reset(&p->line[i]);
 		strbuf_free(&p->caps[i].list);
 	}
-	explicit_bzero(p->bline.buf, p->bline.size);
-	free(p->bline.buf);
+	smtp_line_reset(&p->bline);
 	sasl_free(p->sasl);
 	strbuf_free(&p->out);
 	strbuf_free(&p->tmp);
@@ -418,50 +425,107 @@ smtp_line_text(struct smtp *p, const struct smtp_line *l, size_t len,
 		strbuf_adds(&p->out, " [LF]");
 }
 
+/*
+ * NUL and 8-bit bytes of message data, eight bytes at a time: this sees
+ * every byte of every message, and most words hold neither.
+ */
+static void
+smtp_count_odd(struct smtp *p, const unsigned char *d, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101ULL;
+	const uint64_t high = 0x8080808080808080ULL;
+	const uint64_t low7 = 0x7f7f7f7f7f7f7f7fULL;
+	uint64_t w, nul, eight;
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		memcpy(&w, d + i, 8);
+		eight = w & high;
+		/* 0x80 in exactly the bytes that are 0: no carry crosses. */
+		nul = ~(((w & low7) + low7) | w | low7);
+		if ((eight | nul) == 0)
+			continue;
+		/* One bit per byte, summed into the top byte (at most 8). */
+		p->b.eightbit += ((eight >> 7) * ones) >> 56;
+		p->b.nul += ((nul >> 7) * ones) >> 56;
+	}
+	for (; i < n; i++) {
+		if (d[i] == '\0')
+			p->b.nul++;
+		else if (d[i] >= 0x80)
+			p->b.eightbit++;
+	}
+}
+
+/*
+ * The CRs of d[0..n) another byte of the line follows are bare (the last
+ * byte may yet be the CR of a CRLF); "\r.\r" is a smuggling shape.
+ */
+static void
+smtp_count_cr(struct smtp *p, struct smtp_line *l, const unsigned char *d,
+    size_t n)
+{
+	const unsigned char *q, *end = d + n;
+
+	if (n < 2)
+		return;
+	for (q = d; (q = memchr(q, '\r', (size_t)(end - 1 - q))) != NULL;
+	    q++) {
+		p->b.bare_cr++;
+		if (end - q > 2 && q[1] == '.' && q[2] == '\r')
+			l->crdotcr = 1;
+	}
+}
+
 /* count: message data, whose odd bytes the body summary counts. */
 static void
 smtp_line_add(struct smtp *p, struct smtp_line *l, const unsigned char *d,
     size_t n, int count)
 {
-	size_t i, fit;
+	size_t fit;
 
 	if (n == 0)
 		return;
 	if (l->total == 0)
 		l->first = d[0];
+	if (l->total < 2 && l->total + n >= 2)
+		l->dotcr = l->first == '.' && d[1 - l->total] == '\r';
 	if (count) {
-		for (i = 0; i < n; i++) {
-			if (l->prev == '\r')
-				p->b.bare_cr++;
-			if (d[i] == '\0')
-				p->b.nul++;
-			else if (d[i] >= 0x80)
-				p->b.eightbit++;
-			if (l->total + i >= 2 && l->prev2 == '\r' &&
-			    l->prev == '.' && d[i] == '\r')
-				l->crdotcr = 1;
-			l->prev2 = l->prev;
-			l->prev = d[i];
-		}
-	} else {
-		l->prev2 = n > 1 ? d[n - 2] : l->prev;
-		l->prev = d[n - 1];
+		/* What the previous piece's last bytes make with these. */
+		if (l->prev == '\r')
+			p->b.bare_cr++;
+		if ((l->prev2 == '\r' && l->prev == '.' && d[0] == '\r') ||
+		    (n >= 2 && l->prev == '\r' && d[0] == '.' && d[1] == '\r'))
+			l->crdotcr = 1;
+		smtp_count_cr(p, l, d, n);
+		smtp_count_odd(p, d, n);
 	}
+	l->prev2 = n > 1 ? d[n - 2] : l->prev;
+	l->prev = d[n - 1];
 	fit = l->size - l->kept;
 	if (fit > n)
 		fit = n;
-	memcpy(l->buf + l->kept, d, fit);
-	l->kept += fit;
+	if (fit > 0) {
+		if (l->buf == smtp_no_line)
+			l->buf = xmalloc(l->size);
+		memcpy(l->buf + l->kept, d, fit);
+		l->kept += fit;
+	}
 	l->total += n;
 }
 
+/* The line is done: wipe what was kept (it may be a secret) and free it. */
 static void
 smtp_line_reset(struct smtp_line *l)
 {
-	explicit_bzero(l->buf, l->kept);
+	if (l->buf != smtp_no_line) {
+		explicit_bzero(l->buf, l->kept);
+		free(l->buf);
+		l->buf = smtp_no_line;
+	}
 	l->kept = l->total = 0;
 	l->first = l->prev = l->prev2 = 0;
-	l->crdotcr = 0;
+	l->dotcr = l->crdotcr = 0;
 }
 
 /* ---- commands awaiting replies ---- */
@@ -830,9 +894,8 @@ smtp_smuggle(struct smtp *p, const struct smtp_line *l, size_t len, int crlf,
 		shape = p->b.prev_bare_lf ? "\\n.\\n" : "\\r\\n.\\n";
 	else if (len == 1 && l->first == '.' && p->b.prev_bare_lf)
 		shape = "\\n.\\r\\n";
-	else if (l->crdotcr || (len >= 2 && l->kept >= 2 && l->buf[0] == '.' &&
-	    l->buf[1] == '\r') || (!crlf && l->total >= 2 && l->prev == '.' &&
-	    l->prev2 == '\r'))
+	else if (l->crdotcr || (len >= 2 && l->dotcr) || (!crlf &&
+	    l->total >= 2 && l->prev == '.' && l->prev2 == '\r'))
 		shape = "bare CR next to \".\"";
 	if (shape == NULL)
 		return;
@@ -896,6 +959,43 @@ smtp_body_line(struct smtp *p, int eof)
 	smtp_msg_line(p, l, eof, 1);
 }
 
+/*
+ * Whole message lines after the headers, from a line start. They are only
+ * counted, so they are counted straight from the piece in one pass: no
+ * copy, no per-byte loop, the same sums smtp_line_add and smtp_msg_line
+ * give line by line. Stops at a line that does not end in the piece (kept
+ * as usual: the server may yet make it a command) and, in DATA, at the end
+ * of data. Returns the bytes used.
+ */
+static size_t
+smtp_body_lines(struct smtp *p, const unsigned char *d, size_t n, int dotted)
+{
+	const unsigned char *s = d, *end = d + n, *lf;
+	struct smtp_line v;
+	size_t total;
+
+	while (s < end && (lf = memchr(s, '\n', (size_t)(end - s))) != NULL) {
+		total = (size_t)(lf - s);
+		if (dotted && total == 2 && s[0] == '.' && s[1] == '\r' &&
+		    !p->b.prev_bare_lf)
+			break;		/* CRLF "." CRLF: smtp_body_line's */
+		memset(&v, 0, sizeof v);
+		v.buf = smtp_no_line;
+		v.total = total;
+		if (total > 0) {
+			v.first = s[0];
+			v.prev = s[total - 1];
+			v.prev2 = total > 1 ? s[total - 2] : 0;
+			v.dotcr = total > 1 && s[0] == '.' && s[1] == '\r';
+			smtp_count_cr(p, &v, s, total);
+		}
+		smtp_msg_line(p, &v, 0, dotted);
+		s = lf + 1;
+	}
+	smtp_count_odd(p, d, (size_t)(s - d));
+	return (size_t)(s - d);
+}
+
 /* ---- client: commands and SASL ---- */
 
 /* "BDAT size [LAST]"; 0 if the size is not a plain decimal number. */
@@ -953,6 +1053,13 @@ smtp_bdat_bytes(struct smtp *p, const unsigned char *d, size_t n)
 	size_t seg;
 
 	while (n > 0) {
+		if (l->total == 0 && !p->b.in_headers) {
+			seg = smtp_body_lines(p, d, n, 0);
+			d += seg;
+			n -= seg;
+			if (n == 0)
+				break;
+		}
 		lf = memchr(d, '\n', n);
 		seg = lf != NULL ? (size_t)(lf - d) : n;
 		smtp_line_add(p, l, d, seg, 1);
@@ -1388,6 +1495,16 @@ smtp_feed_client(struct smtp *p, const unsigned char *d, size_t n)
 			n -= seg;
 			if (p->bdat_left == 0)
 				smtp_bdat_done(p);
+			continue;
+		}
+		/* After the headers (and any note on early data) lines of a
+		 * message are only counted: most of a DATA goes this way. */
+		if (p->body && l->total == 0 && !p->b.in_headers &&
+		    (p->b.confirmed || p->b.early_noted) &&
+		    (seg = smtp_body_lines(p, d, n, 1)) > 0) {
+			p->auth_challenged = 0;
+			d += seg;
+			n -= seg;
 			continue;
 		}
 		lf = memchr(d, '\n', n);
