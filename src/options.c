@@ -379,7 +379,7 @@ const struct option_def option_defs[] = {
 	{ "user", 0, "NAME", "user", NULL, OPTION_GLOBAL, "the starting user",
 	  "when started as root, switch to NAME after binding", set_user },
 	{ "shutdown-grace", 0, "SEC", "shutdown_grace", NULL, OPTION_GLOBAL,
-	  "30", "on SIGTERM, time left to open sessions (stored, not used yet)",
+	  "30", "on SIGTERM, time open sessions get to finish",
 	  set_shutdown_grace },
 	{ "resolv-conf", 0, "FILE", "resolv_conf", NULL, OPTION_GLOBAL,
 	  "/etc/resolv.conf", "resolver configuration for upstream names",
