@@ -88,7 +88,7 @@ struct session {
 	uint32_t		 id;
 	struct service		*svc;
 	enum session_state	 state;
-	struct timeval		 start;
+	double			 start;		/* monotonic seconds */
 	char			 client_addr[80];
 	char			 local_addr[80];
 
@@ -106,7 +106,7 @@ struct session {
 	int			 tls_up;
 	char			 tls_version[32];
 
-	time_t			 last_activity;
+	double			 last_activity;	/* monotonic seconds */
 	int			 cli_throttled;	/* cli reads off: upstream output full */
 	int			 up_throttled;	/* upstream reads off: cli output full */
 	int			 up_shut_pending; /* pass the MUA's close on once drained */
@@ -283,14 +283,23 @@ session_note_line(struct session *s, const char *who, const char *to,
 	strbuf_free(&sb);
 }
 
+/*
+ * Seconds on the monotonic clock: durations and idle times must not jump
+ * when the wall clock is stepped (NTP, an admin's date -s).
+ */
+static double
+session_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static double
 session_elapsed(const struct session *s)
 {
-	struct timeval now, d;
-
-	gettimeofday(&now, NULL);
-	timersub(&now, &s->start, &d);
-	return (double)d.tv_sec + d.tv_usec / 1e6;
+	return session_mono() - s->start;
 }
 
 /* One line a person can act on, from the parser; right before the summary. */
@@ -529,7 +538,7 @@ session_start_relay(struct session *s)
 	size_t early;
 
 	session_enter(s, SESSION_RELAY);
-	time(&s->last_activity);
+	s->last_activity = session_mono();
 	if (s->parser == NULL)	/* may exist: smtptap's EHLO fed it */
 		s->parser = smtp_new(session_parser_cb, s);
 	bufferevent_setcb(s->up, session_up_readcb, session_up_writecb,
@@ -899,7 +908,7 @@ session_relay(struct session *s, struct bufferevent *src,
 
 	if (len == 0)
 		return;
-	time(&s->last_activity);
+	s->last_activity = session_mono();
 	session_feed(s, dir, in, len);
 	if (dir == SMTP_CLIENT)
 		s->bytes_c2s += len;
@@ -1062,10 +1071,14 @@ session_up_eventcb(struct bufferevent *bev, short what, void *arg)
 		} else if (what & BEV_EVENT_EOF)
 			transcript_note(s->id, "upstream closed the connection");
 		else {
-			int err = EVUTIL_SOCKET_ERROR();
+			struct strbuf why;
+			int not_tls;
 
+			strbuf_init(&why, 0);
+			tls_describe_error(bev, &why, &not_tls);
 			transcript_note(s->id, "upstream connection error: %s",
-			    err ? evutil_socket_error_to_string(err) : "TLS error");
+			    strbuf_str(&why));
+			strbuf_free(&why);
 		}
 		session_free_upstream(s);
 		session_flush_and_close(s);
@@ -1229,7 +1242,7 @@ session_timer_cb(evutil_socket_t fd, short what, void *arg)
 			    "session_timeout", o->session_timeout);
 			return;
 		}
-		idle = difftime(time(NULL), s->last_activity);
+		idle = session_mono() - s->last_activity;
 		if (idle < o->idle_timeout) {
 			session_arm(s, session_relay_deadline(s,
 			    o->idle_timeout - idle));
@@ -1289,7 +1302,7 @@ session_start(struct service *svc, int fd, const struct sockaddr *sa,
 		if (RAND_bytes((unsigned char *)&s->id, sizeof s->id) != 1)
 			s->id = (uint32_t)random();
 	} while (s->id == 0);
-	gettimeofday(&s->start, NULL);
+	s->start = session_mono();
 	strbuf_init(&s->greeting, GREETING_MAX);
 	session_sockaddr(sa, salen, s->client_addr, sizeof s->client_addr);
 	if (getsockname(fd, (struct sockaddr *)&local, &locallen) == 0)

@@ -86,6 +86,24 @@ tls_verify_cb(int ok, X509_STORE_CTX *ctx)
 	return peer->enforce ? 0 : 1;
 }
 
+/*
+ * Renegotiation is refused (SSL_OP_NO_RENEGOTIATION): OpenSSL answers a
+ * server's request with a warning alert, and most servers then end TLS with
+ * a bare "handshake failure". Remember the refusal, so that the transcript
+ * can say what really happened.
+ */
+static void
+tls_info_cb(const SSL *ssl, int where, int ret)
+{
+	struct tls_peer *peer;
+
+	if ((where & SSL_CB_WRITE_ALERT) != SSL_CB_WRITE_ALERT ||
+	    (ret & 0xff) != SSL_AD_NO_RENEGOTIATION)
+		return;
+	if ((peer = SSL_get_ex_data(ssl, tls_peer_idx)) != NULL)
+		peer->reneg_refused = 1;
+}
+
 SSL_CTX *
 tls_ctx_new(const struct options *o, char **cause)
 {
@@ -135,6 +153,7 @@ tls_ctx_new(const struct options *o, char **cause)
 		return NULL;
 	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, tls_verify_cb);
+	SSL_CTX_set_info_callback(ctx, tls_info_cb);
 	return ctx;
 }
 
@@ -320,6 +339,9 @@ tls_describe_error(struct bufferevent *bev, struct strbuf *sb, int *not_tls)
 	unsigned long e;
 	const char *reason;
 	int n = 0, sockerr = EVUTIL_SOCKET_ERROR();
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	const struct tls_peer *peer = ssl != NULL ?
+	    SSL_get_ex_data(ssl, tls_peer_idx) : NULL;
 
 	*not_tls = 0;
 	while ((e = bufferevent_get_openssl_error(bev)) != 0) {
@@ -335,6 +357,11 @@ tls_describe_error(struct bufferevent *bev, struct strbuf *sb, int *not_tls)
 		    ERR_GET_REASON(e) == SSL_R_UNKNOWN_PROTOCOL))
 			*not_tls = 1;
 		strbuf_printf(sb, "%s%s", n++ ? "; " : "", reason);
+	}
+	if (peer != NULL && peer->reneg_refused) {
+		strbuf_adds(sb, n++ ? ", after the upstream asked to renegotiate "
+		    "TLS, which smtptap refuses" : "the upstream asked to "
+		    "renegotiate TLS, which smtptap refuses");
 	}
 	if (n == 0) {
 		if (sockerr != 0)

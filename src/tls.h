@@ -24,6 +24,7 @@ struct tls_peer {
 	char	 validity[128];	/* its notBefore/notAfter, for time errors */
 	X509	*leaf;		/* the server's certificate, when one was sent */
 	char	 name[256];	/* the name or IP checked */
+	int	 reneg_refused;	/* the server asked to renegotiate */
 };
 
 /* A certificate's facts one by one, escaped, for structured records. */

@@ -17,6 +17,7 @@ Hostile upstreams come from faultserver.py, hostile clients from mua.py.
 """
 
 import base64
+import glob
 import hashlib
 import os
 import re
@@ -76,7 +77,8 @@ class RawTap:
     """smtptap started by hand (for -o /dev/full, -o - into a pipe, rlimits):
     listens on a fixed free port; stdout/stderr go where the test says."""
 
-    def __init__(self, binary, workdir, args, stdout=None, preexec_fn=None, name="raw"):
+    def __init__(self, binary, workdir, args, stdout=None, preexec_fn=None, name="raw",
+                 env=None):
         self.port = free_port()
         self.err_path = os.path.join(workdir, name + ".stderr")
         self.out_path = os.path.join(workdir, name + ".stdout")
@@ -92,7 +94,7 @@ class RawTap:
             self.outf = open(self.out_path, "wb")
             stdout = self.outf
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=stdout,
-                                     stderr=self.errf, preexec_fn=preexec_fn)
+                                     stderr=self.errf, preexec_fn=preexec_fn, env=env)
         self.stopped = False
 
         def up():
@@ -1132,6 +1134,156 @@ def test_f44_upstream_never_reads_again(inv):
     assert peak - inv.base[id(tap)][1] < inv.rss_bound
     t = tap.wait_summary(1)
     assert re.search(r"close: .*(timeout|time)", t), t[-1000:]
+    inv.check()
+
+
+class OpensslServer:
+    """openssl s_server as the upstream (implicit TLS): unlike Python's ssl
+    module it can send a TLS 1.3 KeyUpdate ("k", "K" on its stdin) and a TLS 1.2
+    renegotiation request ("r"). What it reads from smtptap and its -msg trace
+    of TLS messages go to a file."""
+
+    def __init__(self, pki, workdir, proto):
+        self.port = free_port()
+        self.out_path = os.path.join(workdir, "s_server.out")
+        self.outf = open(self.out_path, "wb")
+        self.proc = subprocess.Popen(
+            [os.environ.get("OPENSSL", "openssl"), "s_server", "-accept",
+             "127.0.0.1:%d" % self.port, "-cert", pki.cert("good"), "-key",
+             pki.key("good"), "-" + proto, "-naccept", "1", "-msg"],
+            stdin=subprocess.PIPE, stdout=self.outf, stderr=subprocess.STDOUT)
+        # a probe connection would use up -naccept 1: wait for its banner
+        self.wait_for("ACCEPT")
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def output(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait_for(self, text, after=0):
+        poll(lambda: text in self.output()[after:], timeout=15,
+             what="%r from openssl s_server" % text)
+
+    def type(self, line):
+        """A line on s_server's stdin: sent to smtptap, or one of its commands."""
+        self.proc.stdin.write(line)
+        self.proc.stdin.flush()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+        self.outf.close()
+
+
+@pytest.fixture
+def s_server(pki, tmp_path):
+    servers = []
+
+    def start(proto):
+        srv = OpensslServer(pki, str(tmp_path), proto)
+        servers.append(srv)
+        return srv
+    yield start
+    for srv in servers:
+        srv.stop()
+
+
+@pytest.mark.parametrize("command", [b"K", b"k"])
+def test_f45_tls13_key_update(inv, s_server, command):
+    """A KeyUpdate from the server, with (K) and without (k) a request for
+    smtptap's own: OpenSSL handles it, and bytes keep flowing both ways."""
+    srv = s_server("tls1_3")
+    tap = inv.tap(srv.address, "--tls", "implicit", "--ca-file", inv.pki.ca)
+    with Mua(tap.port, timeout=10) as m:
+        # smtptap's handshake is done once s_server has the client's Finished
+        srv.wait_for("Finished")
+        srv.type(b"220 keyupdate.example ESMTP\r\n")
+        assert m.reply()[0] == 220
+        mark = len(srv.output())
+        srv.type(command + b"\n")
+        srv.wait_for("KeyUpdate", mark)
+        for i in range(3):
+            m.send(b"NOOP key-update-%d\r\n" % i)
+            srv.wait_for("NOOP key-update-%d" % i)
+            srv.type(b"250 2.0.0 ok %d\r\n" % i)
+            code, lines = m.reply()
+            assert code == 250 and lines[-1] == b"250 2.0.0 ok %d\r\n" % i, lines
+        out = srv.output()[mark:]
+        if command == b"K":
+            # asked for, smtptap's side updated its keys too
+            assert "<<< TLS 1.3, Handshake [length 0005], KeyUpdate" in out, out[-2000:]
+        m.send(b"QUIT\r\n")
+        srv.wait_for("QUIT")
+        srv.type(b"221 2.0.0 bye\r\n")
+        assert m.reply()[0] == 221
+    t = tap.wait_summary(1)
+    assert "S: 250 2.0.0 ok 2" in t and "error" not in t, t[-2000:]
+    inv.check()
+
+
+def test_f45_tls12_renegotiation_refused(inv, s_server):
+    """smtptap refuses renegotiation (SSL_OP_NO_RENEGOTIATION). s_server then
+    ends TLS; the session ends at once (no stall) and the transcript says why."""
+    srv = s_server("tls1_2")
+    tap = inv.tap(srv.address, "--tls", "implicit", "--ca-file", inv.pki.ca)
+    with Mua(tap.port, timeout=10) as m:
+        srv.wait_for("Finished")
+        srv.type(b"220 reneg.example ESMTP\r\n")
+        assert m.reply()[0] == 220
+        srv.type(b"r\n")
+        srv.wait_for("no_renegotiation")
+        assert m.read_until_close(10) == b""
+    t = tap.wait_summary(1)
+    assert re.search(r"upstream connection error: .*after the upstream asked to "
+                     r"renegotiate TLS, which smtptap refuses", t), t[-2000:]
+    inv.check()
+
+
+def libfaketime():
+    found = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+    assert found, "libfaketime is missing: apt-get install faketime"
+    return found[0]
+
+
+def test_f73_wall_clock_steps(inv, tmp_path):
+    """The wall clock steps a day forward, then two back (libfaketime, only
+    CLOCK_REALTIME): timeouts keep running on the monotonic clock, and the
+    transcript's timestamps follow the wall clock."""
+    srv = inv.server(good())
+    step = tmp_path / "faketime"
+    step.write_text("+0\n")
+    env = dict(os.environ, LD_PRELOAD=libfaketime(), FAKETIME_TIMESTAMP_FILE=str(step),
+               FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    if sanitized(inv.binary):
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+    log = str(tmp_path / "clock.log")
+    tap = inv.rawtap(["--ca-file", inv.pki.ca, "--idle-timeout", "4", "-o", log,
+                      srv.address], env=env)
+    with Mua(tap.port, timeout=20) as m:
+        session_prologue(m)
+        step.write_text("+1d\n")
+        # a day "passed" while idle: not an idle timeout
+        m.cmd(b"NOOP\r\n", 250)
+        step.write_text("-1d\n")
+        # the last activity is now a day in the future: still an idle timeout
+        m.cmd(b"NOOP\r\n", 250)
+        t0 = time.monotonic()
+        data = m.read_until_close(15)
+        waited = time.monotonic() - t0
+    assert data == b"421 4.4.2 smtptap: idle timeout (4s)\r\n", data
+    # the timer did not fire early: it measured the 4 s on the monotonic clock
+    assert waited > 3, "idle timeout after %.1fs" % waited
+    t = tap.transcript()
+    dates = re.findall(r"^(\d{4}-\d\d-\d\d)T\S+ [0-9a-f]{8} C: NOOP", t, re.M)
+    assert len(dates) == 2 and dates[0] != dates[1], t[-3000:]
+    # the session's (the probe's comes first): the length of time it lasted
+    durations = re.findall(r"summary: duration (-?[\d.]+)s", t)
+    assert len(durations) == 2 and 3 < float(durations[1]) < 60, t[-1500:]
+    relayed_both_ways(inv, m, srv.peer(1))  # 0 was RawTap's probe
     inv.check()
 
 
