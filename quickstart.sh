@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 
 BUILD_DEPS="build-essential autoconf automake pkg-config libevent-dev libssl-dev libcmocka-dev libinih-dev libjansson-dev libsystemd-dev"
 RUN_DEPS="ca-certificates openssl"
-TEST_DEPS="python3 python3-pytest python3-aiosmtpd swaks libdigest-hmac-perl curl msmtp faketime"
+TEST_DEPS="python3 python3-pytest python3-aiosmtpd swaks libdigest-hmac-perl curl msmtp"
 
 sudo=
 [ "$(id -u)" -eq 0 ] || sudo=sudo
