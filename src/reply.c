@@ -1,21 +1,30 @@
 /* reply.c - strict SMTP reply lines for smtptap's own dialogue. */
 #include <ctype.h>
-#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "reply.h"
+#include "xmalloc.h"
 
 void
 reply_init(struct reply *r)
 {
+	reply_free(r);
 	memset(r, 0, sizeof *r);
+}
+
+void
+reply_free(struct reply *r)
+{
+	free(r->first);
+	r->first = NULL;
 }
 
 static enum reply_status
 reply_fail(struct reply *r, const char *why)
 {
-	snprintf(r->error, sizeof r->error, "%s", why);
+	r->error = why;
 	return REPLY_ERROR;
 }
 
@@ -51,6 +60,8 @@ reply_feed(struct reply *r, const char *line, size_t len)
 	code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
 	if (r->lines == 0) {
 		r->code = code;
+		free(r->first);
+		r->first = xmalloc(len + 1);
 		memcpy(r->first, line, len);
 		r->first[len] = '\0';
 	} else if (code != r->code)

@@ -21,15 +21,22 @@ enum reply_status {
 };
 
 struct reply {
-	int	code;		/* from the first line */
-	int	lines;
-	int	starttls;	/* an EHLO line advertised STARTTLS */
-	char	first[REPLY_MAX_LINE + 1];	/* first line, for messages */
-	char	error[160];
+	int		 code;		/* from the first line */
+	int		 lines;
+	int		 starttls;	/* an EHLO line advertised STARTTLS */
+	char		*first;		/* first line, for messages; NULL before */
+	const char	*error;		/* static text: why it is malformed */
 };
 
+/*
+ * Start reading a reply. The struct must be zeroed or have been read into
+ * before: the first line of the last reply is freed. Sessions live long
+ * after their dialogue, so the line is allocated, not a fixed array.
+ */
 void		  reply_init(struct reply *);
 /* One line without its CRLF. */
 enum reply_status reply_feed(struct reply *, const char *, size_t);
+/* The dialogue is over: frees the first line; reply_init() may follow. */
+void		  reply_free(struct reply *);
 
 #endif

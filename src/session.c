@@ -418,6 +418,7 @@ session_close(struct session *s, const char *why)
 		smtp_free(s->parser);
 	s->parser = NULL;
 	strbuf_free(&s->greeting);
+	reply_free(&s->reply);
 	free(s->failure);
 	s->failure = NULL;
 	event_free(s->timer);
@@ -547,6 +548,7 @@ session_start_relay(struct session *s)
 	smtp_feed(s->parser, SMTP_SERVER, s->greeting.buf, s->greeting.len);
 	s->bytes_s2c += s->greeting.len;
 	strbuf_free(&s->greeting);
+	reply_free(&s->reply);		/* smtptap's own dialogue is over */
 	held = bufferevent_get_input(s->cli);
 	if ((early = evbuffer_get_length(held)) > 0)
 		transcript_note(s->id, "the client sent %zu bytes before the "

@@ -23,12 +23,16 @@
 /*
  * Commands awaiting a reply, as runs of one kind: a flood of NOOPs takes
  * one slot, so only a client alternating hundreds of kinds without reading
- * a reply can overflow it.
+ * a reply can overflow it. The FIFO is allocated while commands await a
+ * reply, SMTP_RUNS_FIRST runs at first (what a pipelined transaction uses),
+ * and grows by doubling: an idle session holds none of it.
  */
 #define SMTP_RUNS_MAX		256
+#define SMTP_RUNS_FIRST		8
 #define SMTP_HEADERS_MAX	100	/* header records per message */
 #define SMTP_CAPS_MAX		40	/* capabilities listed per EHLO reply */
 #define SMTP_CAP_SHOW		80	/* bytes shown of one capability */
+#define SMTP_MECHS_SIZE		256	/* " PLAIN LOGIN " and its NUL, at most */
 #define SMTP_DIAG_MAX		200
 #define SMTP_ARROW		" \xe2\x87\x92 "	/* U+21D2 */
 
@@ -128,10 +132,14 @@ struct smtp_body {
 	uint64_t	 chunks;
 };
 
-/* What one EHLO reply offered. */
+/*
+ * What one EHLO reply offered. The list is only for the capabilities note
+ * and is freed once that is out; the flags and mechanisms stay for the
+ * checks and the verdict.
+ */
 struct smtp_caps {
 	struct strbuf	 list;		/* "SIZE 10240000, 8BITMIME, ..." */
-	char		 auth[256];	/* " PLAIN LOGIN " (escaped, spaced) */
+	struct strbuf	 auth;		/* " PLAIN LOGIN " (escaped, spaced) */
 	uint64_t	 size;		/* SIZE limit, 0 if none or unlimited */
 	unsigned int	 n;
 	unsigned int	 lines;
@@ -154,7 +162,13 @@ struct smtp_outcome {
 	const char	*meaning;	/* static text from status.c */
 };
 
-#define SMTP_SENT_RING	32	/* pipelined commands named in replies */
+/*
+ * Pipelined commands named in replies: the display text of each of the
+ * last SMTP_SENT_RING commands, cut to SMTP_SENT_TEXT - 1 bytes, kept only
+ * until its reply. The ring of pointers exists while commands await a
+ * reply, so an idle session holds neither it nor any text.
+ */
+#define SMTP_SENT_RING	32
 #define SMTP_SENT_TEXT	100
 
 struct smtp {
@@ -167,7 +181,8 @@ struct smtp {
 	struct smtp_line	 bline;		/* message lines inside BDAT chunks */
 	int			 eof[2];
 
-	struct smtp_run		 fifo[SMTP_RUNS_MAX];
+	struct smtp_run		*fifo;		/* NULL while nruns is 0 */
+	unsigned int		 fifo_size;	/* runs allocated */
 	unsigned int		 head;
 	unsigned int		 nruns;
 	uint64_t		 count;		/* commands awaiting a reply */
@@ -181,7 +196,7 @@ struct smtp {
 	int			 reply_open;	/* inside a multi-line reply */
 
 	/* Recent commands' text, to name what a pipelined reply answers. */
-	char			 sent[SMTP_SENT_RING][SMTP_SENT_TEXT];
+	char			**sent;		/* [SMTP_SENT_RING] or NULL */
 	uint64_t		 seq_sent;	/* commands queued so far */
 	int			 seq_broken;	/* data read as commands: no names */
 	int			 reply_code;
@@ -223,7 +238,7 @@ struct smtp {
 	int			 auth_challenged; /* a 334 awaits the client's line */
 	int			 auth_noted;	/* the choice was noted once */
 	struct smtp_outcome	 auth;
-	char			 auth_diag[SMTP_DIAG_MAX];
+	char			*auth_diag;	/* NULL when there is none */
 
 	int			 client_tls;	/* the client's STARTTLS: 220 */
 	int			 quit;
@@ -233,6 +248,7 @@ struct smtp {
 
 static void	smtp_line_reset(struct smtp_line *);
 static void	smtp_msg_line(struct smtp *, struct smtp_line *, int, int);
+static void	smtp_names_free(struct smtp *);
 
 struct smtp *
 smtp_new(smtp_rec_cb cb, void *arg)
@@ -248,9 +264,11 @@ smtp_new(smtp_rec_cb cb, void *arg)
 	 * Room for SMTP_CAPS_MAX escaped capabilities at their longest, so
 	 * that the cap never cuts an escape or a UTF-8 sequence in two.
 	 */
-	for (i = 0; i < 2; i++)
+	for (i = 0; i < 2; i++) {
 		strbuf_init(&p->caps[i].list, SMTP_CAPS_MAX *
 		    (4 * SMTP_CAP_SHOW + 32) + 16);
+		strbuf_init(&p->caps[i].auth, SMTP_MECHS_SIZE - 1);
+	}
 	/* A SASL response may legitimately be this long (RFC 4954). */
 	p->line[SMTP_CLIENT].size = SASL_LINE_MAX;
 	p->line[SMTP_SERVER].size = SMTP_LINE_MAX;
@@ -272,13 +290,44 @@ smtp_free(struct smtp *p)
 	for (i = 0; i < 2; i++) {
 		smtp_line_reset(&p->line[i]);
 		strbuf_free(&p->caps[i].list);
+		strbuf_free(&p->caps[i].auth);
 	}
 	smtp_line_reset(&p->bline);
+	free(p->fifo);
+	smtp_names_free(p);
+	free(p->auth_diag);
 	sasl_free(p->sasl);
 	strbuf_free(&p->out);
 	strbuf_free(&p->tmp);
 	explicit_bzero(p, sizeof *p);
 	free(p);
+}
+
+static size_t
+smtp_line_held(const struct smtp_line *l)
+{
+	return l->buf != smtp_no_line ? l->size : 0;
+}
+
+size_t
+smtp_held(const struct smtp *p)
+{
+	size_t n = p->out.size + p->tmp.size + smtp_line_held(&p->bline);
+	unsigned int i;
+
+	for (i = 0; i < 2; i++)
+		n += smtp_line_held(&p->line[i]) + p->caps[i].list.size +
+		    p->caps[i].auth.size;
+	n += p->fifo_size * sizeof *p->fifo;
+	if (p->sent != NULL) {
+		n += SMTP_SENT_RING * sizeof *p->sent;
+		for (i = 0; i < SMTP_SENT_RING; i++)
+			if (p->sent[i] != NULL)
+				n += strlen(p->sent[i]) + 1;
+	}
+	if (p->auth_diag != NULL)
+		n += strlen(p->auth_diag) + 1;
+	return n;
 }
 
 const struct smtp_stats *
@@ -302,6 +351,21 @@ smtp_emit(struct smtp *p, enum smtp_dir dir, enum smtp_rec_kind kind,
 	strbuf_reset(&p->out);
 }
 
+/* ---- names of pipelined commands ---- */
+
+static void
+smtp_names_free(struct smtp *p)
+{
+	unsigned int i;
+
+	if (p->sent == NULL)
+		return;
+	for (i = 0; i < SMTP_SENT_RING; i++)
+		free(p->sent[i]);
+	free(p->sent);
+	p->sent = NULL;
+}
+
 /*
  * Keep the display text of the command about to be queued, cut to a
  * length at a character boundary (and never inside a "\\xNN" escape).
@@ -309,9 +373,12 @@ smtp_emit(struct smtp *p, enum smtp_dir dir, enum smtp_rec_kind kind,
 static void
 smtp_remember(struct smtp *p, const char *text, size_t len)
 {
-	char *slot = p->sent[p->seq_sent % SMTP_SENT_RING];
+	char **slot;
 	size_t n = len < SMTP_SENT_TEXT - 1 ? len : SMTP_SENT_TEXT - 1, i;
 
+	/* Once message data was read as commands no reply is named again. */
+	if (p->seq_broken)
+		return;
 	if (n < len) {
 		while (n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80)
 			n--;
@@ -321,8 +388,40 @@ smtp_remember(struct smtp *p, const char *text, size_t len)
 				break;
 			}
 	}
-	memcpy(slot, text, n);
-	slot[n] = '\0';
+	if (p->sent == NULL)
+		p->sent = xcalloc(SMTP_SENT_RING, sizeof *p->sent);
+	slot = &p->sent[p->seq_sent % SMTP_SENT_RING];
+	/* A command more than a ring ago, still unanswered: never named. */
+	free(*slot);
+	*slot = xmalloc(n + 1);
+	memcpy(*slot, text, n);
+	(*slot)[n] = '\0';
+}
+
+/*
+ * The name of the command the reply being read answers; NULL when more
+ * than a ring of commands was sent after it, so its slot was reused.
+ */
+static const char *
+smtp_name(const struct smtp *p)
+{
+	if (p->sent == NULL || p->seq_sent - p->seq_replied > SMTP_SENT_RING)
+		return NULL;
+	return p->sent[p->seq_replied % SMTP_SENT_RING];
+}
+
+/* The command being answered needs its name no more. */
+static void
+smtp_name_done(struct smtp *p)
+{
+	char **slot;
+
+	if (p->sent == NULL ||
+	    p->seq_sent - p->seq_replied > SMTP_SENT_RING)
+		return;		/* the slot is a later command's */
+	slot = &p->sent[p->seq_replied % SMTP_SENT_RING];
+	free(*slot);
+	*slot = NULL;
 }
 
 static void PRINTFLIKE(3, 4)
@@ -536,6 +635,47 @@ smtp_head(const struct smtp *p)
 	return p->nruns > 0 ? p->fifo[p->head].cmd : SMTP_CMD_OTHER;
 }
 
+/* The i-th run from the head. */
+static struct smtp_run *
+smtp_run_at(struct smtp *p, unsigned int i)
+{
+	return &p->fifo[(p->head + i) % p->fifo_size];
+}
+
+/*
+ * Room for one more run, below SMTP_RUNS_MAX: allocated on the first
+ * command, doubled when full, the runs moved to start at index 0.
+ */
+static void
+smtp_fifo_room(struct smtp *p)
+{
+	struct smtp_run *n;
+	unsigned int size, i;
+
+	if (p->nruns < p->fifo_size)
+		return;
+	size = p->fifo_size == 0 ? SMTP_RUNS_FIRST : p->fifo_size * 2;
+	if (size > SMTP_RUNS_MAX)
+		size = SMTP_RUNS_MAX;
+	n = xcalloc(size, sizeof *n);
+	for (i = 0; i < p->nruns; i++)
+		n[i] = *smtp_run_at(p, i);
+	free(p->fifo);
+	p->fifo = n;
+	p->fifo_size = size;
+	p->head = 0;
+}
+
+/* Every command was answered: an idle session keeps no FIFO. */
+static void
+smtp_fifo_release(struct smtp *p)
+{
+	free(p->fifo);
+	p->fifo = NULL;
+	p->fifo_size = 0;
+	p->head = 0;
+}
+
 static void
 smtp_overflow(struct smtp *p)
 {
@@ -560,7 +700,7 @@ smtp_push(struct smtp *p, enum smtp_cmd cmd)
 	p->count++;
 	p->seq_sent++;
 	if (p->nruns > 0) {
-		last = &p->fifo[(p->head + p->nruns - 1) % SMTP_RUNS_MAX];
+		last = smtp_run_at(p, p->nruns - 1);
 		if (last->cmd == cmd) {
 			last->n++;
 			return;
@@ -572,7 +712,8 @@ smtp_push(struct smtp *p, enum smtp_cmd cmd)
 			return;
 		}
 	}
-	last = &p->fifo[(p->head + p->nruns) % SMTP_RUNS_MAX];
+	smtp_fifo_room(p);
+	last = smtp_run_at(p, p->nruns);
 	last->cmd = cmd;
 	last->n = 1;
 	p->nruns++;
@@ -588,6 +729,7 @@ smtp_push_front(struct smtp *p, enum smtp_cmd cmd, uint64_t n)
 		return;
 	p->count += n;
 	p->seq_broken = 1;
+	smtp_names_free(p);
 	if (p->sasl != NULL && p->auth_seq >= p->seq_replied)
 		p->auth_seq += n;
 	if (p->nruns > 0 && p->fifo[p->head].cmd == cmd) {
@@ -600,7 +742,8 @@ smtp_push_front(struct smtp *p, enum smtp_cmd cmd, uint64_t n)
 		p->fifo[p->head].n += n;
 		return;
 	}
-	p->head = (p->head + SMTP_RUNS_MAX - 1) % SMTP_RUNS_MAX;
+	smtp_fifo_room(p);
+	p->head = (p->head + p->fifo_size - 1) % p->fifo_size;
 	r = &p->fifo[p->head];
 	r->cmd = cmd;
 	r->n = n;
@@ -613,12 +756,16 @@ smtp_pop(struct smtp *p)
 	struct smtp_run *r = &p->fifo[p->head];
 	enum smtp_cmd cmd = r->cmd;
 
+	smtp_name_done(p);
 	p->count--;
 	p->seq_replied++;
 	if (--r->n == 0) {
-		p->head = (p->head + 1) % SMTP_RUNS_MAX;
-		p->nruns--;
+		p->head = (p->head + 1) % p->fifo_size;
+		if (--p->nruns == 0)
+			smtp_fifo_release(p);
 	}
+	if (p->count == 0)
+		smtp_names_free(p);
 	return cmd;
 }
 
@@ -651,26 +798,33 @@ smtp_answers_auth(const struct smtp *p)
 /*
  * Append " NAME " to a list of mechanism names, upper case, with anything
  * outside the RFC 4422 alphabet as '?' so that the list stays plain text.
+ * A name that would not fit in SMTP_MECHS_SIZE is left out whole.
  */
 static void
-smtp_mech_add(char *list, size_t size, const unsigned char *s, size_t n)
+smtp_mech_add(struct strbuf *list, const unsigned char *s, size_t n)
 {
-	size_t at = strlen(list), i;
+	size_t i;
 	int c;
 
-	if (at + n + 3 > size)
+	if (list->len + n + 3 > SMTP_MECHS_SIZE)
 		return;
-	if (at == 0)
-		list[at++] = ' ';
+	if (list->len == 0)
+		strbuf_addc(list, ' ');
 	for (i = 0; i < n; i++) {
 		c = smtp_upper(s[i]);
 		if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 		    c == '-' || c == '_'))
 			c = '?';
-		list[at++] = (char)c;
+		strbuf_addc(list, (char)c);
 	}
-	list[at++] = ' ';
-	list[at] = '\0';
+	strbuf_addc(list, ' ');
+}
+
+/* The offered mechanisms, " PLAIN LOGIN ", or "". */
+static const char *
+smtp_mechs(const struct smtp_caps *c)
+{
+	return strbuf_str(&c->auth);
 }
 
 /* One "250-KEYWORD params" line of an EHLO reply, after the first. */
@@ -708,7 +862,7 @@ smtp_caps_line(struct smtp_caps *c, const unsigned char *s, size_t len)
 				;
 			if (m == i)
 				continue;
-			smtp_mech_add(c->auth, sizeof c->auth, s + i, m - i);
+			smtp_mech_add(&c->auth, s + i, m - i);
 		}
 	}
 }
@@ -720,7 +874,7 @@ smtp_caps_offers(const struct smtp_caps *c, const char *mech)
 	char want[40];
 
 	snprintf(want, sizeof want, " %s ", mech);
-	return strstr(c->auth, want) != NULL;
+	return strstr(smtp_mechs(c), want) != NULL;
 }
 
 void
@@ -730,7 +884,9 @@ smtp_pretls_caps(struct smtp *p, const char *line, size_t len)
 	const unsigned char *s = (const unsigned char *)line;
 
 	p->pretls = 1;
-	if (c->done || len < 3 || !smtp_iprefix(s, len, "250"))
+	/* Only the capabilities note shows these, and it is out already. */
+	if (p->caps_noted || c->done || len < 3 ||
+	    !smtp_iprefix(s, len, "250"))
 		return;
 	if (c->lines++ > 0)
 		smtp_caps_line(c, s, len);
@@ -763,6 +919,10 @@ smtp_caps_note(struct smtp *p)
 	if (!post->has_auth)
 		strbuf_adds(&p->out, "; no AUTH offered");
 	smtp_emit(p, SMTP_SERVER, SMTP_REC_NOTE, 0);
+	/* Nothing else reads the lists, nor the pre-TLS mechanisms. */
+	strbuf_free(&pre->list);
+	strbuf_free(&pre->auth);
+	strbuf_free(&post->list);
 }
 
 /* ---- client: message data ---- */
@@ -1164,9 +1324,10 @@ smtp_auth_diag(struct smtp *p, const char *t, size_t len)
 			r = comma == end ? end : comma + 2;
 		}
 	}
-	if (any && d.dropped == 0)
-		snprintf(p->auth_diag, sizeof p->auth_diag, "%s",
-		    strbuf_str(&d));
+	if (any && d.dropped == 0) {
+		free(p->auth_diag);
+		p->auth_diag = xstrdup(strbuf_str(&d));
+	}
 	strbuf_free(&d);
 }
 
@@ -1242,7 +1403,7 @@ smtp_auth_offered(struct smtp *p)
 	if (!p->desync && (!p->auth_noted || !p->auth_offered))
 		smtp_note(p, SMTP_CLIENT, "AUTH %s: %s by the server (offered:"
 		    "%.*s)", mech, p->auth_offered ? "offered" : "NOT offered",
-		    (int)strlen(c->auth) - 1, c->auth);
+		    (int)c->auth.len - 1, smtp_mechs(c));
 	p->auth_noted = 1;
 }
 
@@ -1266,7 +1427,8 @@ smtp_auth_command(struct smtp *p, const unsigned char *s, size_t len,
 	p->auth_ir = ir < len;
 	p->auth_cancelled = 0;
 	p->auth_final = 0;
-	p->auth_diag[0] = '\0';
+	free(p->auth_diag);
+	p->auth_diag = NULL;
 	memset(&p->auth, 0, sizeof p->auth);
 	strbuf_reset(&p->tmp);
 	if (ir < len) {
@@ -1543,7 +1705,7 @@ smtp_fail(struct smtp *p, enum smtp_cmd cmd, int code, const char *enh)
 static void
 smtp_reply_data(struct smtp *p, int code)
 {
-	struct smtp_run *h = &p->fifo[p->head];
+	struct smtp_run *h = p->nruns > 0 ? &p->fifo[p->head] : NULL;
 	uint64_t n = 0;
 
 	if (code == 354) {
@@ -1555,7 +1717,7 @@ smtp_reply_data(struct smtp *p, int code)
 	if (p->body) {
 		n = p->b.lines;
 		p->body = 0;
-	} else if (p->nruns > 0 && h->cmd == SMTP_CMD_DOT && p->b.dot_early) {
+	} else if (h != NULL && h->cmd == SMTP_CMD_DOT && p->b.dot_early) {
 		/* The "." was sent too: it is one more line read as command. */
 		n = p->b.lines;
 		if (h->n == 1)
@@ -1770,7 +1932,7 @@ smtp_server_line(struct smtp *p, int eof)
 	size_t len = smtp_line_len(l, eof, &crlf);
 	size_t kept = len < l->kept ? len : l->kept;
 	char enh[STATUS_ENH_MAX];
-	const char *why;
+	const char *why, *name;
 
 	code = smtp_reply_code(l->buf, kept, &last);
 	enh[0] = '\0';
@@ -1795,9 +1957,8 @@ smtp_server_line(struct smtp *p, int eof)
 	/* Under PIPELINING the command answered is not the last one shown. */
 	if (code != 0 && code != 334 && last && !eof && p->count > 0 &&
 	    !p->seq_broken && !p->desync && p->seq_replied + 1 < p->seq_sent &&
-	    p->seq_sent - p->seq_replied <= SMTP_SENT_RING)
-		strbuf_printf(&p->out, " [to %s]",
-		    p->sent[p->seq_replied % SMTP_SENT_RING]);
+	    (name = smtp_name(p)) != NULL)
+		strbuf_printf(&p->out, " [to %s]", name);
 	/* The client's EHLO reply: collect what it offers, once. */
 	if (code == 250 && !eof && p->reply_lines > 0 && p->count > 0 &&
 	    smtp_head(p) == SMTP_CMD_EHLO && !smtp_answers_auth(p) &&
@@ -1848,6 +2009,20 @@ smtp_feed_server(struct smtp *p, const unsigned char *d, size_t n)
 	}
 }
 
+/*
+ * Between pieces of input the record buffers are empty (each record is
+ * emitted where it is built): give them back, so that a session at rest
+ * holds no record text and one long line's buffer is not kept for good.
+ */
+static void
+smtp_rest(struct smtp *p)
+{
+	if (p->out.len == 0)
+		strbuf_free(&p->out);
+	if (p->tmp.len == 0)
+		strbuf_free(&p->tmp);
+}
+
 void
 smtp_feed(struct smtp *p, enum smtp_dir dir, const void *data, size_t n)
 {
@@ -1857,6 +2032,7 @@ smtp_feed(struct smtp *p, enum smtp_dir dir, const void *data, size_t n)
 		smtp_feed_client(p, data, n);
 	else
 		smtp_feed_server(p, data, n);
+	smtp_rest(p);
 }
 
 void
@@ -1927,8 +2103,8 @@ smtp_verdict_offer(const struct smtp *p, struct strbuf *sb)
 		strbuf_adds(sb, "; the server offered no AUTH mechanism");
 	else if (p->auth_offered == 0)
 		strbuf_printf(sb, "; the server did not offer %s (offered:%.*s)",
-		    p->stats.auth_mech, (int)strlen(p->caps[1].auth) - 1,
-		    p->caps[1].auth);
+		    p->stats.auth_mech, (int)p->caps[1].auth.len - 1,
+		    smtp_mechs(&p->caps[1]));
 }
 
 void
@@ -1980,9 +2156,9 @@ smtp_verdict(const struct smtp *p, struct strbuf *sb)
 			    p->auth.code);
 		else {
 			strbuf_adds(sb, " rejected ");
-			smtp_code_text(sb, &p->auth, p->auth_diag[0] == '\0');
+			smtp_code_text(sb, &p->auth, p->auth_diag == NULL);
 		}
-		if (p->auth_diag[0] != '\0')
+		if (p->auth_diag != NULL)
 			strbuf_printf(sb, "; %s", p->auth_diag);
 		smtp_verdict_offer(p, sb);
 		return;

@@ -18,7 +18,7 @@ feed(struct reply *r, const char *line)
 static void
 test_single_line(void **state)
 {
-	struct reply r;
+	struct reply r = { 0 };
 
 	reply_init(&r);
 	assert_int_equal(feed(&r, "220 mx.example ESMTP ready"), REPLY_DONE);
@@ -26,12 +26,13 @@ test_single_line(void **state)
 	assert_string_equal(r.first, "220 mx.example ESMTP ready");
 	reply_init(&r);
 	assert_int_equal(feed(&r, "220"), REPLY_DONE);
+	reply_free(&r);
 }
 
 static void
 test_ehlo_capabilities(void **state)
 {
-	struct reply r;
+	struct reply r = { 0 };
 
 	reply_init(&r);
 	assert_int_equal(feed(&r, "250-mx.example"), REPLY_MORE);
@@ -41,12 +42,13 @@ test_ehlo_capabilities(void **state)
 	assert_int_equal(r.code, 250);
 	assert_int_equal(r.lines, 4);
 	assert_true(r.starttls);
+	reply_free(&r);
 }
 
 static void
 test_starttls_not_offered(void **state)
 {
-	struct reply r;
+	struct reply r = { 0 };
 
 	reply_init(&r);
 	/* The greeting name and a look-alike keyword are not STARTTLS. */
@@ -54,6 +56,7 @@ test_starttls_not_offered(void **state)
 	assert_int_equal(feed(&r, "250-STARTTLSX"), REPLY_MORE);
 	assert_int_equal(feed(&r, "250 AUTH PLAIN"), REPLY_DONE);
 	assert_false(r.starttls);
+	reply_free(&r);
 }
 
 static void
@@ -62,7 +65,7 @@ test_malformed(void **state)
 	static const char *bad[] = {
 		"", "2", "22", "abc hello", "600 no", "199 no", "250x", "2500 x",
 	};
-	struct reply r;
+	struct reply r = { 0 };
 	size_t i;
 
 	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -76,12 +79,13 @@ test_malformed(void **state)
 	assert_int_equal(feed(&r, "250-one"), REPLY_MORE);
 	assert_int_equal(feed(&r, "220 two"), REPLY_ERROR);
 	assert_non_null(strstr(r.error, "changes its code"));
+	reply_free(&r);
 }
 
 static void
 test_limits(void **state)
 {
-	struct reply r;
+	struct reply r = { 0 };
 	char line[REPLY_MAX_LINE + 2];
 	int i;
 
@@ -95,6 +99,40 @@ test_limits(void **state)
 	reply_init(&r);
 	assert_int_equal(reply_feed(&r, line, sizeof line), REPLY_ERROR);
 	assert_int_equal(reply_feed(&r, line, REPLY_MAX_LINE), REPLY_DONE);
+	/* The longest line is kept whole, though it is allocated now. */
+	assert_int_equal(strlen(r.first), REPLY_MAX_LINE);
+	assert_memory_equal(r.first, line, REPLY_MAX_LINE);
+	reply_free(&r);
+}
+
+/*
+ * The first line is allocated: each new reply replaces it, a malformed
+ * first line leaves none, and reply_free() may come before reply_init().
+ */
+static void
+test_first_line_lifetime(void **state)
+{
+	struct reply r = { 0 };
+
+	reply_init(&r);
+	assert_null(r.first);
+	assert_int_equal(feed(&r, "220 one"), REPLY_DONE);
+	assert_string_equal(r.first, "220 one");
+	reply_init(&r);
+	assert_null(r.first);
+	assert_int_equal(feed(&r, "250-two"), REPLY_MORE);
+	assert_int_equal(feed(&r, "250 three"), REPLY_DONE);
+	assert_string_equal(r.first, "250-two");
+	reply_free(&r);
+	assert_null(r.first);
+	reply_free(&r);
+	reply_init(&r);
+	assert_int_equal(feed(&r, "2x0 bad"), REPLY_ERROR);
+	assert_null(r.first);
+	assert_non_null(r.error);
+	reply_init(&r);
+	assert_null(r.error);
+	reply_free(&r);
 }
 
 int
@@ -106,6 +144,7 @@ main(void)
 		cmocka_unit_test(test_starttls_not_offered),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_first_line_lifetime),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

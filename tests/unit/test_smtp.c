@@ -903,6 +903,250 @@ test_pipeline_overflow(void **state)
 	script_free(&s);
 }
 
+/* ---- memory at rest (issue 5: thousands of idle sessions) ---- */
+
+static void
+feed_str(struct smtp *p, enum smtp_dir dir, const char *str)
+{
+	smtp_feed(p, dir, str, strlen(str));
+}
+
+static void
+pretls_str(struct smtp *p, const char *line)
+{
+	smtp_pretls_caps(p, line, strlen(line));
+}
+
+/*
+ * A session at rest after the EHLO exchange keeps no buffer of the parser
+ * but the mechanisms the server offered: the capability lists go once the
+ * note is out, line and record buffers once a line is done, the FIFO and
+ * the names of pipelined commands once every command has its reply.
+ */
+static void
+test_idle_holds_nothing(void **state)
+{
+	struct log l;
+	struct smtp *p;
+	char *big;
+	size_t held;
+
+	(void)state;
+	memset(&l, 0, sizeof l);
+	strbuf_init(&l.sb, 1024 * 1024);
+	p = smtp_new(rec_cb, &l);
+	assert_int_equal(smtp_held(p), 0);
+	pretls_str(p, "250-smtptap.example");
+	pretls_str(p, "250-AUTH PLAIN");
+	pretls_str(p, "250 STARTTLS");
+	feed_str(p, SMTP_SERVER, "220 mx.example ESMTP\r\n");
+	feed_str(p, SMTP_CLIENT, "EHLO client\r\n");
+	/* Waiting for the reply: the command is queued, and named. */
+	assert_true(smtp_held(p) > 0);
+	feed_str(p, SMTP_SERVER, "250-mx.example\r\n250-PIPELINING\r\n"
+	    "250-SIZE 1000\r\n250 8BITMIME\r\n");
+	assert_true(contains(l.sb.buf, "Sn 0 capabilities: before TLS: "
+	    "AUTH PLAIN, STARTTLS; after TLS: PIPELINING, SIZE 1000, "
+	    "8BITMIME; no AUTH offered\n", 0));
+	assert_int_equal(smtp_held(p), 0);
+
+	/* A line is held while it is incomplete, however long it gets. */
+	feed_str(p, SMTP_CLIENT, "NOOP ");
+	assert_true(smtp_held(p) > 0);
+	big = malloc(5001);
+	memset(big, 'x', 5000);
+	big[5000] = '\0';
+	feed_str(p, SMTP_CLIENT, big);
+	feed_str(p, SMTP_CLIENT, "\r\n");
+	assert_true(contains(l.sb.buf, "Cc 0 NOOP xxxx", 0));
+	assert_true(contains(l.sb.buf, " [+909 bytes]\n", 0));
+	feed_str(p, SMTP_SERVER, "250 ok\r\n");
+	assert_int_equal(smtp_held(p), 0);
+	/* The same for a partial reply line. */
+	feed_str(p, SMTP_CLIENT, "NOOP\r\n");
+	feed_str(p, SMTP_SERVER, "250 o");
+	assert_true(smtp_held(p) > 0);
+	feed_str(p, SMTP_SERVER, "k\r\n");
+	assert_int_equal(smtp_held(p), 0);
+
+	/* A second EHLO that offers AUTH: only its mechanisms stay. */
+	feed_str(p, SMTP_CLIENT, "EHLO again\r\n");
+	feed_str(p, SMTP_SERVER, "250-mx.example\r\n250 AUTH PLAIN LOGIN\r\n");
+	held = smtp_held(p);
+	smtp_free(p);
+	free(big);
+	strbuf_free(&l.sb);
+	/* Not collected: the first EHLO reply was the one that counts. */
+	assert_int_equal(held, 0);
+
+	memset(&l, 0, sizeof l);
+	strbuf_init(&l.sb, 1024 * 1024);
+	p = smtp_new(rec_cb, &l);
+	feed_str(p, SMTP_SERVER, "220 mx.example ESMTP\r\n");
+	feed_str(p, SMTP_CLIENT, "EHLO client\r\n");
+	feed_str(p, SMTP_SERVER, "250-mx.example\r\n250 AUTH PLAIN LOGIN\r\n");
+	held = smtp_held(p);
+	assert_true(held > 0);
+	assert_true(held <= 64);
+	/* ... and are what the AUTH note compares with. */
+	feed_str(p, SMTP_CLIENT, "AUTH CRAM-MD5\r\n");
+	assert_true(contains(l.sb.buf, "Cn 0 AUTH CRAM-MD5: NOT offered by "
+	    "the server (offered: PLAIN LOGIN)\n", 0));
+	feed_str(p, SMTP_SERVER, "504 5.5.4 no\r\n");
+	assert_int_equal(smtp_held(p), held);
+	smtp_free(p);
+	strbuf_free(&l.sb);
+}
+
+/*
+ * More commands in flight than the name ring holds: a command more than
+ * SMTP_SENT_RING commands older than the newest is answered without a
+ * name, the rest with their own, also where a slot held an answered
+ * command before or an unanswered one that fell out of the ring.
+ */
+static void
+test_pipeline_deeper_than_ring(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	struct strbuf c = STRBUF_INIT, r = STRBUF_INIT;
+	char want[64], *t;
+	int i;
+
+	(void)state;
+	keep_pairing = 1;
+	adds(&s, SMTP_SERVER, "220 mx.example ESMTP\r\n");
+	adds(&s, SMTP_CLIENT, "EHLO client\r\n");
+	adds(&s, SMTP_SERVER, "250-mx.example\r\n250 PIPELINING\r\n");
+	for (i = 0; i < 20; i++)
+		strbuf_printf(&c, "NOOP %d\r\n", i);
+	add(&s, SMTP_CLIENT, c.buf, c.len);
+	for (i = 0; i < 5; i++)
+		strbuf_printf(&r, "250 ok %d\r\n", i);
+	add(&s, SMTP_SERVER, r.buf, r.len);
+	strbuf_reset(&c);
+	strbuf_reset(&r);
+	for (i = 20; i < 40; i++)
+		strbuf_printf(&c, "NOOP %d\r\n", i);
+	add(&s, SMTP_CLIENT, c.buf, c.len);
+	for (i = 5; i < 40; i++)
+		strbuf_printf(&r, "250 ok %d\r\n", i);
+	add(&s, SMTP_SERVER, r.buf, r.len);
+	adds(&s, SMTP_CLIENT, "QUIT\r\n");
+	adds(&s, SMTP_SERVER, "221 bye\r\n");
+	t = run_all_ways(&s, &st);
+	keep_pairing = 0;
+	/*
+	 * EHLO was command 0, so "NOOP i" is command i + 1. While 40 were
+	 * sent, the replies to 6, 7 and 8 came more than 32 commands late.
+	 */
+	for (i = 0; i < 40; i++) {
+		if (i == 39 || (i >= 5 && i <= 7))
+			snprintf(want, sizeof want, "Sr 250 250 ok %d\n", i);
+		else
+			snprintf(want, sizeof want, "Sr 250 250 ok %d [to NOOP "
+			    "%d]\n", i, i);
+		if (!contains(t, want, 0))
+			fail_msg("no \"%s\" in:\n%s", want, t);
+	}
+	assert_int_equal(st.commands, 42);
+	assert_false(contains(t, "unexpected", 0));
+	free(t);
+	strbuf_free(&c);
+	strbuf_free(&r);
+	script_free(&s);
+}
+
+/*
+ * The FIFO starts small and grows while commands of alternating kinds
+ * pile up, here while its runs wrap around the end of the array: every
+ * reply still pairs with its command, so the 354 opens the message data
+ * and the two RCPTs after the last MAIL count.
+ */
+static void
+test_pipeline_fifo_grows(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	struct strbuf c = STRBUF_INIT, r = STRBUF_INIT;
+	char *t;
+	int i;
+
+	(void)state;
+	adds(&s, SMTP_SERVER, "220 mx.example ESMTP\r\n");
+	adds(&s, SMTP_CLIENT, "MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nNOOP\r\n"
+	    "RSET\r\nMAIL FROM:<c@x>\r\nRCPT TO:<d@x>\r\n");
+	adds(&s, SMTP_SERVER, "250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n"
+	    "250 ok\r\n");
+	for (i = 0; i < 20; i++)
+		strbuf_adds(&c, "NOOP\r\nRSET\r\n");
+	strbuf_adds(&c, "RCPT TO:<e@x>\r\nDATA\r\n");
+	add(&s, SMTP_CLIENT, c.buf, c.len);
+	strbuf_adds(&r, "250 2.1.5 ok d\r\n");
+	for (i = 0; i < 40; i++)
+		strbuf_adds(&r, "250 ok\r\n");
+	strbuf_adds(&r, "250 2.1.5 ok e\r\n354 go\r\n");
+	add(&s, SMTP_SERVER, r.buf, r.len);
+	adds(&s, SMTP_CLIENT, "Subject: hi\r\n\r\nbody\r\n.\r\n");
+	adds(&s, SMTP_SERVER, "250 2.0.0 queued\r\n");
+	t = run_all_ways(&s, &st);
+	assert_true(contains(t, "Ch 0 (header) Subject: hi\n", 0));
+	assert_int_equal(st.messages_accepted, 1);
+	assert_int_equal(st.commands, 48);
+	assert_false(contains(t, "unexpected", 0));
+	assert_true(strncmp(verdict, "message accepted 250 2.0.0 (2 "
+	    "recipients, ", 39) == 0);
+	free(t);
+	strbuf_free(&c);
+	strbuf_free(&r);
+	script_free(&s);
+}
+
+/*
+ * The mechanisms offered are kept up to SMTP_MECHS_SIZE bytes, " A B ":
+ * a name that does not fit is left out whole and a shorter one after it
+ * still goes in, up to the last byte.
+ */
+static void
+test_auth_mechs_bounded(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	struct strbuf e = STRBUF_INIT, want = STRBUF_INIT;
+	char *t;
+	int i;
+
+	(void)state;
+	strbuf_adds(&e, "250-mx.example\r\n250-AUTH");
+	strbuf_adds(&want, "Cn 0 AUTH B: NOT offered by the server (offered:");
+	for (i = 1; i <= 22; i++) {
+		strbuf_printf(&e, " M%08d", i);
+		strbuf_printf(&want, " M%08d", i);
+	}
+	/* 221 bytes so far: 40 more would pass 256, 1 and then 30 fit. */
+	strbuf_printf(&e, " %s A %s B\r\n250 8BITMIME\r\n",
+	    "LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL",
+	    "ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ");
+	strbuf_printf(&want, " A %s)\n", "ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ");
+	adds(&s, SMTP_SERVER, "220 mx.example ESMTP\r\n");
+	adds(&s, SMTP_CLIENT, "EHLO client\r\n");
+	add(&s, SMTP_SERVER, e.buf, e.len);
+	/* The note says "offered" once, "NOT offered" every time. */
+	adds(&s, SMTP_CLIENT, "AUTH A\r\n");
+	adds(&s, SMTP_SERVER, "504 5.5.4 no\r\n");
+	adds(&s, SMTP_CLIENT, "AUTH B\r\n");
+	adds(&s, SMTP_SERVER, "504 5.5.4 no\r\n");
+	t = run_all_ways(&s, &st);
+	if (!contains(t, want.buf, 0))
+		fail_msg("no \"%s\" in:\n%s", want.buf, t);
+	assert_true(contains(t, "Cn 0 AUTH A: offered by the server "
+	    "(offered:", 0));
+	free(t);
+	strbuf_free(&e);
+	strbuf_free(&want);
+	script_free(&s);
+}
+
 /* ---- RFC examples ---- */
 
 /* RFC 2920 section 3.2, with a dot-stuffed line in the message. */
@@ -1560,6 +1804,10 @@ main(void)
 		cmocka_unit_test(test_starttls_opaque),
 		cmocka_unit_test(test_pipeline_flood),
 		cmocka_unit_test(test_pipeline_overflow),
+		cmocka_unit_test(test_idle_holds_nothing),
+		cmocka_unit_test(test_pipeline_deeper_than_ring),
+		cmocka_unit_test(test_pipeline_fifo_grows),
+		cmocka_unit_test(test_auth_mechs_bounded),
 		cmocka_unit_test(test_rfc2920_pipelining),
 		cmocka_unit_test(test_pipelined_reply_names_command),
 		cmocka_unit_test(test_rfc2920_failures),
