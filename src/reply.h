@@ -17,7 +17,7 @@
 enum reply_status {
 	REPLY_MORE,		/* a continuation line: feed the next one */
 	REPLY_DONE,		/* the last line was fed */
-	REPLY_ERROR,		/* malformed: reply_error() says why */
+	REPLY_ERROR,		/* malformed: r->error says why */
 };
 
 struct reply {
