@@ -26,6 +26,8 @@ struct logqueue {
 	size_t		 items;
 	uint64_t	 pending_drops;	/* not yet attached to an item */
 	uint64_t	 dropped_total;
+	uint64_t	 wakeups;	/* signals sent to a sleeping consumer */
+	int		 waiting;	/* the consumer sleeps, not yet signalled */
 	int		 closed;
 };
 
@@ -34,6 +36,13 @@ lq_header(void *payload)
 {
 	/* payload came from logqueue_item_new(): the header is right before. */
 	return (struct lq_item *)(void *)((char *)payload -
+	    offsetof(struct lq_item, payload));
+}
+
+static const struct lq_item *
+lq_cheader(const void *payload)
+{
+	return (const struct lq_item *)(const void *)((const char *)payload -
 	    offsetof(struct lq_item, payload));
 }
 
@@ -94,6 +103,7 @@ int
 logqueue_push(struct logqueue *q, void *payload, int control)
 {
 	struct lq_item *it = lq_header(payload);
+	int wake = 0;
 
 	pthread_mutex_lock(&q->mtx);
 	if (q->closed || (!control && q->bytes + sizeof *it + it->size >
@@ -119,18 +129,33 @@ logqueue_push(struct logqueue *q, void *payload, int control)
 		q->head = it;
 	q->tail = it;
 	q->items++;
-	pthread_cond_signal(&q->cond);
+	/*
+	 * A consumer that is awake takes this item with the others before it
+	 * sleeps again: only a sleeping one needs the (costly) wake, and only
+	 * once. Clearing the flag here, under the lock, makes it once.
+	 */
+	if (q->waiting) {
+		q->waiting = 0;
+		q->wakeups++;
+		wake = 1;
+	}
 	pthread_mutex_unlock(&q->mtx);
+	/*
+	 * Signalled after the unlock so that the consumer does not wake only
+	 * to block on the mutex we hold. It already waits on the condvar (it
+	 * set the flag under the lock before waiting), so it cannot miss this.
+	 */
+	if (wake)
+		pthread_cond_signal(&q->cond);
 	return 0;
 }
 
-void *
-logqueue_pop(struct logqueue *q, int timeout_ms, uint64_t *dropped_before)
+/* With the lock held: until an item is queued, close, or the timeout. */
+static void
+lq_wait(struct logqueue *q, int timeout_ms)
 {
-	struct lq_item *it;
 	struct timespec ts;
 
-	*dropped_before = 0;
 	if (timeout_ms >= 0) {
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_sec += timeout_ms / 1000;
@@ -140,14 +165,26 @@ logqueue_pop(struct logqueue *q, int timeout_ms, uint64_t *dropped_before)
 			ts.tv_nsec -= 1000000000L;
 		}
 	}
-	pthread_mutex_lock(&q->mtx);
 	while (q->head == NULL && !q->closed) {
+		/* Again after every wake: a push clears it as it signals. */
+		q->waiting = 1;
 		if (timeout_ms < 0)
 			pthread_cond_wait(&q->cond, &q->mtx);
 		else if (pthread_cond_timedwait(&q->cond, &q->mtx, &ts) ==
 		    ETIMEDOUT)
 			break;
 	}
+	q->waiting = 0;
+}
+
+void *
+logqueue_pop(struct logqueue *q, int timeout_ms, uint64_t *dropped_before)
+{
+	struct lq_item *it;
+
+	*dropped_before = 0;
+	pthread_mutex_lock(&q->mtx);
+	lq_wait(q, timeout_ms);
 	if ((it = q->head) == NULL) {
 		pthread_mutex_unlock(&q->mtx);
 		return NULL;
@@ -160,7 +197,59 @@ logqueue_pop(struct logqueue *q, int timeout_ms, uint64_t *dropped_before)
 		q->bytes -= sizeof *it + it->size;
 	*dropped_before = it->dropped_before;
 	pthread_mutex_unlock(&q->mtx);
+	it->next = NULL;
 	return it->payload;
+}
+
+void *
+logqueue_take(struct logqueue *q, int timeout_ms)
+{
+	struct lq_item *it;
+
+	pthread_mutex_lock(&q->mtx);
+	lq_wait(q, timeout_ms);
+	/* The bytes stay counted: logqueue_release() gives them back. */
+	it = q->head;
+	q->head = q->tail = NULL;
+	q->items = 0;
+	pthread_mutex_unlock(&q->mtx);
+	return it != NULL ? it->payload : NULL;
+}
+
+void *
+logqueue_item_next(const void *payload)
+{
+	const struct lq_item *it = lq_cheader(payload);
+
+	return it->next != NULL ? it->next->payload : NULL;
+}
+
+uint64_t
+logqueue_item_dropped(const void *payload)
+{
+	return lq_cheader(payload)->dropped_before;
+}
+
+void
+logqueue_release(struct logqueue *q, void *payload, void *stop)
+{
+	struct lq_item *it, *next, *end;
+	size_t bytes = 0;
+
+	end = stop != NULL ? lq_header(stop) : NULL;
+	for (it = payload != NULL ? lq_header(payload) : NULL; it != end &&
+	    it != NULL; it = next) {
+		next = it->next;
+		if (!it->control)
+			bytes += sizeof *it + it->size;
+		logqueue_item_free(it->payload);
+	}
+	if (bytes == 0)
+		return;
+	/* One lock for the lot: the producer takes the same lock per push. */
+	pthread_mutex_lock(&q->mtx);
+	q->bytes -= bytes;
+	pthread_mutex_unlock(&q->mtx);
 }
 
 void
@@ -196,4 +285,17 @@ logqueue_stats(struct logqueue *q, size_t *bytes, size_t *items,
 	if (dropped_total != NULL)
 		*dropped_total = q->dropped_total;
 	pthread_mutex_unlock(&q->mtx);
+}
+
+uint64_t
+logqueue_wakeups(struct logqueue *q, int *waiting)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&q->mtx);
+	n = q->wakeups;
+	if (waiting != NULL)
+		*waiting = q->waiting;
+	pthread_mutex_unlock(&q->mtx);
+	return n;
 }

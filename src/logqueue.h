@@ -10,6 +10,11 @@
  * the limit: they are tiny and losing one would leak or misroute.
  *
  * Items may hold transcript text, so they are wiped when freed.
+ *
+ * One consumer (the writer thread) takes items. A push wakes it only when it
+ * sleeps: a wake per record (a futex call, often a context switch) cost
+ * more than writing the record, and the consumer takes whatever piled up
+ * meanwhile in one go.
  */
 #ifndef SMTPTAP_LOGQUEUE_H
 #define SMTPTAP_LOGQUEUE_H
@@ -44,12 +49,38 @@ int		 logqueue_push(struct logqueue *, void *item, int control);
 void		*logqueue_pop(struct logqueue *, int timeout_ms,
 		    uint64_t *dropped_before);
 
-/* Stop accepting; logqueue_pop() drains what is left, then returns NULL. */
+/*
+ * Every queued item at once, waiting as logqueue_pop() does: the oldest, or
+ * NULL on timeout or when closed and empty. The rest follow it in order
+ * through logqueue_item_next(). The batch still counts against the limit
+ * until logqueue_release() hands it back, so a stalled destination holds
+ * no more than the limit in all, queued and taken.
+ */
+void		*logqueue_take(struct logqueue *, int timeout_ms);
+/* The item after this one in its batch, or NULL. Free with release only. */
+void		*logqueue_item_next(const void *item);
+/* Items dropped just before this one; 0 for a control item. */
+uint64_t	 logqueue_item_dropped(const void *item);
+/*
+ * Frees item and those after it in its batch, up to but not including stop
+ * (NULL: to the end of the batch), and gives their bytes back to the limit.
+ */
+void		 logqueue_release(struct logqueue *, void *item, void *stop);
+
+/* Stop accepting; pop and take drain what is left, then return NULL. */
 void		 logqueue_close(struct logqueue *);
 /* Items dropped since the last one queued (reported by nobody yet); resets. */
 uint64_t	 logqueue_take_dropped(struct logqueue *);
-/* Totals since creation, for diagnostics and tests. */
+/*
+ * Totals since creation, for diagnostics and tests. queued_bytes counts
+ * taken batches not yet released; items counts only what is still queued.
+ */
 void		 logqueue_stats(struct logqueue *, size_t *queued_bytes,
 		    size_t *items, uint64_t *dropped_total);
+/*
+ * How many times a push woke the sleeping consumer since creation, and
+ * (when waiting is not NULL) whether the consumer sleeps now.
+ */
+uint64_t	 logqueue_wakeups(struct logqueue *, int *waiting);
 
 #endif

@@ -40,6 +40,14 @@ struct sink_ops {
 	int		(*open)(struct sink *, char **cause);
 	/* 0, or -1 with errno set: the record is lost and counted. */
 	int		(*write)(struct sink *, const struct txent *);
+	/*
+	 * Records in order, in as few system calls as the sink can (NULL:
+	 * write() each). Returns how many, from the first, were written
+	 * whole; when fewer than n, errno says why the next one failed and
+	 * those after it were not tried.
+	 */
+	size_t		(*write_batch)(struct sink *, const struct txent *const *,
+			    size_t n);
 	/* SIGHUP/SIGUSR1: the old destination stays in use on failure. */
 	int		(*reopen)(struct sink *, char **cause);
 	/* The session ended: let go of what it held (NULL: nothing to do). */
@@ -85,5 +93,17 @@ int	sink_open_file(int dirfd, const char *path, const char *what,
 	    char **cause);
 /* write(2) until done; -1 with errno on error. */
 int	sink_write_all(int fd, const char *, size_t);
+/*
+ * The records as lines, to fd, in one write(2) per SINK_BATCH_BYTES or so
+ * rather than one per record. Returns how many were written whole; fewer
+ * than n with errno on error. Writer thread only (one shared buffer).
+ */
+size_t	sink_write_lines(int fd, const struct txent *const *, size_t n,
+	    enum tx_format, int flags);
+/* Lets go of the buffer of sink_write_lines() (when the sink closes). */
+void	sink_lines_free(void);
+
+/* Bytes of formatted lines gathered before they are written. */
+#define SINK_BATCH_BYTES	(64 * 1024)
 
 #endif

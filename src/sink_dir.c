@@ -109,24 +109,49 @@ sink_dir_session_fd(struct sink *s, const struct txent *e)
 	return fd;
 }
 
+/* smtptap.log for the program's own records, else the session's file. */
+static int
+sink_dir_fd(struct sink *s, const struct txent *e)
+{
+	struct dir_priv *p = s->priv;
+
+	if (e->session == TRANSCRIPT_NOSESSION)
+		return p->global;
+	return sink_dir_session_fd(s, e);
+}
+
+/*
+ * One write per run of records for the same file. Runs, not all of a
+ * session's records at once: the records reach the files in the order they
+ * were made, so a "dropped" notice in smtptap.log still comes before what
+ * follows the gap.
+ */
+static size_t
+sink_dir_write_batch(struct sink *s, const struct txent *const *ents,
+    size_t n)
+{
+	size_t i = 0, run, whole;
+	int fd;
+
+	while (i < n) {
+		if ((fd = sink_dir_fd(s, ents[i])) == -1)
+			return i;
+		for (run = 1; i + run < n &&
+		    ents[i + run]->session == ents[i]->session; run++)
+			;
+		whole = sink_write_lines(fd, ents + i, run, s->format,
+		    TXF_TIMESTAMP);
+		i += whole;
+		if (whole < run)
+			return i;
+	}
+	return n;
+}
+
 static int
 sink_dir_write(struct sink *s, const struct txent *e)
 {
-	struct dir_priv *p = s->priv;
-	struct strbuf sb;
-	int fd, r, saved;
-
-	if (e->session == TRANSCRIPT_NOSESSION)
-		fd = p->global;
-	else if ((fd = sink_dir_session_fd(s, e)) == -1)
-		return -1;
-	strbuf_init(&sb, 256 * 1024);
-	txformat_line(e, s->format, TXF_TIMESTAMP, &sb);
-	r = sink_write_all(fd, sb.buf, sb.len);
-	saved = errno;
-	strbuf_free(&sb);
-	errno = saved;
-	return r;
+	return sink_dir_write_batch(s, &e, 1) == 1 ? 0 : -1;
 }
 
 static void
@@ -180,12 +205,14 @@ sink_dir_close(struct sink *s)
 	close(p->dirfd);
 	free(p);
 	s->priv = NULL;
+	sink_lines_free();
 }
 
 const struct sink_ops sink_dir_ops = {
 	"directory",
 	sink_dir_open,
 	sink_dir_write,
+	sink_dir_write_batch,
 	sink_dir_reopen,
 	sink_dir_end,
 	sink_dir_close,

@@ -25,22 +25,102 @@
 /* A JSON line may hold a 64 KiB text escaped once more. */
 #define SINK_LINE_CAP	(256 * 1024)
 
-int
-sink_write_all(int fd, const char *buf, size_t len)
+/* Formatted lines not yet written, and where each ends: writer thread only. */
+static struct strbuf	 lines;
+static size_t		*line_end;
+static size_t		 line_max;
+
+/* write(2) until done or an error (errno); returns the bytes written. */
+static size_t
+sink_write_some(int fd, const char *buf, size_t len)
 {
+	size_t done = 0;
 	ssize_t n;
 
-	while (len > 0) {
-		n = write(fd, buf, len);
+	while (done < len) {
+		n = write(fd, buf + done, len - done);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
-			return -1;
+			break;
 		}
-		buf += n;
-		len -= (size_t)n;
+		done += (size_t)n;
 	}
-	return 0;
+	return done;
+}
+
+int
+sink_write_all(int fd, const char *buf, size_t len)
+{
+	return sink_write_some(fd, buf, len) == len ? 0 : -1;
+}
+
+/* Appends the record's line, cut at SINK_LINE_CAP as a line of its own was. */
+static void
+sink_lines_add(const struct txent *e, size_t idx, enum tx_format format,
+    int flags)
+{
+	size_t start = lines.len;
+
+	if (idx >= line_max) {
+		line_max = line_max ? line_max * 2 : 64;
+		line_end = xrealloc(line_end, line_max * sizeof *line_end);
+	}
+	/* Room for a whole SINK_LINE_CAP after the flush threshold. */
+	if (lines.cap == 0)
+		strbuf_init(&lines, SINK_BATCH_BYTES + SINK_LINE_CAP);
+	txformat_line(e, format, flags, &lines);
+	if (lines.len - start > SINK_LINE_CAP) {
+		explicit_bzero(lines.buf + start + SINK_LINE_CAP,
+		    lines.len - start - SINK_LINE_CAP);
+		lines.len = start + SINK_LINE_CAP;
+		lines.buf[lines.len] = '\0';
+	}
+	line_end[idx] = lines.len;
+}
+
+/* Writes the n lines gathered; returns how many went out whole. */
+static size_t
+sink_lines_flush(int fd, size_t n)
+{
+	size_t done, whole = 0;
+	int saved;
+
+	done = sink_write_some(fd, lines.buf, lines.len);
+	saved = errno;
+	while (whole < n && line_end[whole] <= done)
+		whole++;
+	/* The lines held transcript text: wiped, but the memory is kept. */
+	strbuf_reset(&lines);
+	errno = saved;
+	return whole;
+}
+
+size_t
+sink_write_lines(int fd, const struct txent *const *ents, size_t n,
+    enum tx_format format, int flags)
+{
+	size_t i, first = 0, whole;
+
+	for (i = 0; i < n; i++) {
+		sink_lines_add(ents[i], i - first, format, flags);
+		if (lines.len < SINK_BATCH_BYTES && i + 1 < n)
+			continue;
+		whole = sink_lines_flush(fd, i + 1 - first);
+		if (whole < i + 1 - first)
+			return first + whole;
+		first = i + 1;
+	}
+	return n;
+}
+
+void
+sink_lines_free(void)
+{
+	strbuf_free(&lines);
+	free(line_end);
+	line_end = NULL;
+	line_max = 0;
 }
 
 int
@@ -103,19 +183,22 @@ sink_file_open(struct sink *s, char **cause)
 }
 
 static int
+sink_file_flags(const struct sink *s)
+{
+	return TXF_TIMESTAMP | (s->colour ? TXF_COLOUR : 0);
+}
+
+static size_t
+sink_file_write_batch(struct sink *s, const struct txent *const *ents,
+    size_t n)
+{
+	return sink_write_lines(s->fd, ents, n, s->format, sink_file_flags(s));
+}
+
+static int
 sink_file_write(struct sink *s, const struct txent *e)
 {
-	struct strbuf sb;
-	int r, saved;
-
-	strbuf_init(&sb, SINK_LINE_CAP);
-	txformat_line(e, s->format, TXF_TIMESTAMP | (s->colour ? TXF_COLOUR : 0),
-	    &sb);
-	r = sink_write_all(s->fd, sb.buf, sb.len);
-	saved = errno;
-	strbuf_free(&sb);
-	errno = saved;
-	return r;
+	return sink_file_write_batch(s, &e, 1) == 1 ? 0 : -1;
 }
 
 static int
@@ -139,12 +222,14 @@ sink_file_close(struct sink *s)
 		close(s->fd);
 	s->fd = -1;
 	s->owned = 0;
+	sink_lines_free();
 }
 
 const struct sink_ops sink_file_ops = {
 	"file",
 	sink_file_open,
 	sink_file_write,
+	sink_file_write_batch,
 	sink_file_reopen,
 	NULL,
 	sink_file_close,

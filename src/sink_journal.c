@@ -150,6 +150,7 @@ const struct sink_ops sink_journal_ops = {
 	"journal",
 	sink_journal_open,
 	sink_journal_write,
+	NULL,			/* one message per record anyway */
 	sink_journal_reopen,
 	NULL,
 	sink_journal_close,

@@ -55,6 +55,7 @@ const struct sink_ops sink_syslog_ops = {
 	"syslog",
 	sink_syslog_open,
 	sink_syslog_write,
+	NULL,			/* one message per record anyway */
 	sink_syslog_reopen,
 	NULL,
 	sink_syslog_close,

@@ -29,15 +29,27 @@
 #define ANSI_YELLOW	"\033[33m"
 #define ANSI_DIM	"\033[2m"
 
+/*
+ * Records come many to a second, and gmtime_r() with strftime() cost more
+ * than the rest of a text line: the seconds are formatted once per second
+ * (per thread: the event loop formats too, before the writer starts).
+ */
 void
 txformat_time(const struct timeval *tv, char *buf, size_t size)
 {
+	static _Thread_local char secs[24];
+	static _Thread_local time_t cached;
+	static _Thread_local int valid;
 	struct tm tm;
-	char ts[24];
+	int ms = (int)(tv->tv_usec / 1000) % 1000;
 
-	gmtime_r(&tv->tv_sec, &tm);
-	strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, size, "%s.%03dZ", ts, (int)(tv->tv_usec / 1000) % 1000);
+	if (!valid || tv->tv_sec != cached) {
+		gmtime_r(&tv->tv_sec, &tm);
+		strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm);
+		cached = tv->tv_sec;
+		valid = 1;
+	}
+	snprintf(buf, size, "%s.%03dZ", secs, ms);
 }
 
 /*
@@ -102,6 +114,20 @@ txformat_colour(const struct txent *e)
 	return ANSI_DIM;
 }
 
+/* "%08x " */
+static void
+txformat_session(uint32_t session, struct strbuf *sb)
+{
+	static const char hex[] = "0123456789abcdef";
+	char buf[9];
+	int i;
+
+	for (i = 7; i >= 0; i--, session >>= 4)
+		buf[i] = hex[session & 0xf];
+	buf[8] = ' ';
+	strbuf_add(sb, buf, sizeof buf);
+}
+
 static void
 txformat_text(const struct txent *e, int flags, struct strbuf *sb)
 {
@@ -109,18 +135,20 @@ txformat_text(const struct txent *e, int flags, struct strbuf *sb)
 	const char *dir;
 	size_t start, i;
 
+	/* No printf here: this runs for every record, and it showed. */
 	if (flags & TXF_TIMESTAMP) {
 		txformat_time(&e->tv, ts, sizeof ts);
-		strbuf_printf(sb, "%s ", ts);
+		strbuf_adds(sb, ts);
+		strbuf_addc(sb, ' ');
 	}
 	if (e->session == TRANSCRIPT_NOSESSION)
 		strbuf_adds(sb, "- ");
 	else
-		strbuf_printf(sb, "%08x ", e->session);
-	dir = e->dir == 'C' ? "C:" : e->dir == 'S' ? "S:" : "*";
+		txformat_session(e->session, sb);
+	dir = e->dir == 'C' ? "C: " : e->dir == 'S' ? "S: " : "* ";
 	if (flags & TXF_COLOUR)
 		strbuf_adds(sb, txformat_colour(e));
-	strbuf_printf(sb, "%s ", dir);
+	strbuf_adds(sb, dir);
 	start = sb->len;
 	strbuf_add(sb, e->text, e->len);
 	/* Text arrives escaped; this is the last guard against a forged line. */
