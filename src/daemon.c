@@ -100,6 +100,31 @@ daemon_status(struct daemon *d)
 	    d->nbound);
 }
 
+/*
+ * With the changelist, the epoll_ctl calls an fd gets within one loop turn
+ * are merged, and an add followed by a delete costs none: the relay writes
+ * at once and takes back the write event libevent has just added
+ * (session.c), so a relayed piece costs no epoll_ctl pair. The changelist is
+ * unsafe only for a descriptor that shares its file description with
+ * another (dup(), or a socket that systemd also holds): closed before the
+ * deferred EPOLL_CTL_DEL, it stays registered. smtptap dups nothing, and
+ * closes listening sockets one loop turn after their event is deleted
+ * (listen.c).
+ */
+static struct event_base *
+daemon_base_new(void)
+{
+	struct event_config *cfg;
+	struct event_base *base;
+
+	if ((cfg = event_config_new()) == NULL)
+		return NULL;
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return base;
+}
+
 static struct evdns_base *
 daemon_dns(struct event_base *base, const char *path, char **cause)
 {
@@ -617,7 +642,7 @@ daemon_main(const struct options *cli)
 		goto out;
 	}
 	event_set_log_callback(daemon_libevent_log);
-	if ((d.base = event_base_new()) == NULL)
+	if ((d.base = daemon_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	if ((d.dns = daemon_dns(d.base, g->resolv_conf, &cause)) == NULL) {
 		status = EXIT_CONFIG;
