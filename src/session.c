@@ -35,6 +35,8 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+/* For the write event of a socket bufferevent (session_write_now). */
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 
 #include <openssl/rand.h>
@@ -887,6 +889,56 @@ session_feed(struct session *s, enum smtp_dir dir, struct evbuffer *buf,
 }
 
 /*
+ * Write what bev has queued at once, from the callback that queued it.
+ * Left to libevent, every relayed piece costs an epoll_ctl to add the write
+ * event, a loop turn to see it fire, the writev, and an epoll_ctl to delete
+ * it again. Here the event that libevent has just added is deleted in the
+ * same turn, which the changelist (daemon.c) turns into no system call. What
+ * the socket does not take stays queued under that write event, as before.
+ * For the TLS filter, the socket is the bufferevent under it. This mirrors
+ * bufferevent_writecb() of libevent 2.1.12 (bufferevent_sock.c), errors and
+ * write callbacks included.
+ */
+static void
+session_write_now(struct bufferevent *bev)
+{
+	struct bufferevent *sock;
+	struct evbuffer *out;
+	evutil_socket_t fd;
+	int n, err;
+
+	if (bev == NULL)
+		return;
+	if ((sock = bufferevent_get_underlying(bev)) == NULL)
+		sock = bev;
+	out = bufferevent_get_output(sock);
+	fd = bufferevent_getfd(sock);
+	if (fd < 0 || evbuffer_get_length(out) == 0 ||
+	    !(bufferevent_get_enabled(sock) & EV_WRITE))
+		return;
+	/* A bufferevent keeps the start of its output frozen but for its own
+	 * writes. */
+	evbuffer_unfreeze(out, 1);
+	n = evbuffer_write_atmost(out, fd,
+	    bufferevent_get_max_single_write(sock));
+	evbuffer_freeze(out, 1);
+	if (n <= 0) {
+		err = EVUTIL_SOCKET_ERROR();
+		if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
+			return;
+		/* Reported as libevent's own write would, with this errno. */
+		bufferevent_disable(sock, EV_WRITE);
+		EVUTIL_SET_SOCKET_ERROR(err);
+		bufferevent_trigger_event(sock, BEV_EVENT_WRITING |
+		    (n < 0 ? BEV_EVENT_ERROR : BEV_EVENT_EOF), 0);
+		return;
+	}
+	if (evbuffer_get_length(out) == 0)
+		event_del(&sock->ev_write);
+	bufferevent_trigger(sock, EV_WRITE, 0);
+}
+
+/*
  * Move everything readable from src to dst, after the parser has seen a
  * copy. Throttle src when dst holds too much: the slow side sets the pace.
  */
@@ -910,6 +962,7 @@ session_relay(struct session *s, struct bufferevent *src,
 		return;
 	}
 	evbuffer_add_buffer(bufferevent_get_output(dst), in);
+	session_write_now(dst);
 	if (evbuffer_get_length(bufferevent_get_output(dst)) >= RELAY_HIWAT) {
 		bufferevent_disable(src, EV_READ);
 		bufferevent_setwatermark(dst, EV_WRITE, RELAY_HIWAT / 2, 0);
