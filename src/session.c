@@ -128,6 +128,7 @@ static void	session_cli_readcb(struct bufferevent *, void *);
 static void	session_cli_writecb(struct bufferevent *, void *);
 static void	session_cli_eventcb(struct bufferevent *, short, void *);
 static void	session_close(struct session *, const char *);
+static void	session_write_now(struct bufferevent *);
 
 static const char *
 session_state_name(enum session_state st)
@@ -547,6 +548,7 @@ session_start_relay(struct session *s)
 	bufferevent_setwatermark(s->cli, EV_READ, 0, 0);
 	bufferevent_enable(s->cli, EV_READ | EV_WRITE);
 	bufferevent_enable(s->up, EV_READ | EV_WRITE);
+	session_write_now(s->cli);
 	if (early > 0)
 		session_cli_readcb(s->cli, s);
 }
@@ -561,6 +563,7 @@ session_send_ehlo(struct session *s)
 	session_note_line(s, "smtptap", "upstream", line, (size_t)n);
 	bufferevent_write(s->up, line, (size_t)n);
 	bufferevent_write(s->up, "\r\n", 2);
+	session_write_now(s->up);
 	reply_init(&s->reply);
 	session_enter(s, SESSION_EHLO);
 }
@@ -570,6 +573,7 @@ session_send_starttls(struct session *s)
 {
 	session_note_line(s, "smtptap", "upstream", "STARTTLS", 8);
 	bufferevent_write(s->up, "STARTTLS\r\n", 10);
+	session_write_now(s->up);
 	reply_init(&s->reply);
 	session_enter(s, SESSION_STARTTLS);
 }
@@ -606,7 +610,9 @@ session_start_tls(struct session *s)
 	bufferevent_set_max_single_write(filter, MAX_SINGLE_WRITE);
 	bufferevent_setcb(filter, session_up_readcb, session_up_writecb,
 	    session_up_eventcb, s);
+	/* Starts the handshake: the ClientHello goes out from here. */
 	bufferevent_enable(filter, EV_READ | EV_WRITE);
+	session_write_now(filter);
 	{
 		struct tx_field f[] = {
 			TXF_STR("event", "handshake"), TXF_STR("name", name),
@@ -630,6 +636,8 @@ session_tls_up(struct session *s)
 	struct strbuf sb, why, detail;
 	int ok;
 
+	/* The handshake's last flight (our Finished) is queued: send it now. */
+	session_write_now(s->up);
 	s->tls_up = 1;
 	snprintf(s->tls_version, sizeof s->tls_version, "%s", SSL_get_version(ssl));
 	strbuf_init(&sb, 0);
@@ -1320,7 +1328,10 @@ session_connected_cb(struct bufferevent *bev, const char *status,
 	bufferevent_set_max_single_write(bev, MAX_SINGLE_WRITE);
 	bufferevent_setcb(bev, session_up_readcb, session_up_writecb,
 	    session_up_eventcb, s);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	/* EV_WRITE is on since the bufferevent was made; enabling it again
+	 * would arm the write event with nothing to write: two epoll_ctl
+	 * calls and a loop turn for nothing. */
+	bufferevent_enable(bev, EV_READ);
 	if (o->tls == TLS_MODE_IMPLICIT) {
 		session_start_tls(s);
 		return;
@@ -1383,7 +1394,8 @@ session_start(struct service *svc, int fd, const struct sockaddr *sa,
 	    session_cli_eventcb, s);
 	/* Read only to notice a client that leaves early; relay nothing yet. */
 	bufferevent_setwatermark(s->cli, EV_READ, 0, PRE_RELAY_HOLD);
-	bufferevent_enable(s->cli, EV_READ | EV_WRITE);
+	/* EV_WRITE is on from creation (see session_connected_cb). */
+	bufferevent_enable(s->cli, EV_READ);
 
 	s->state = SESSION_CONNECTING;
 	s->connector = upstream_connect(svc->base, svc->dns, &svc->opts->upstream,
