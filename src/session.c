@@ -16,7 +16,6 @@
  * upstream before TLS is up and verified. Every state has a deadline on the
  * one session timer.
  */
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/uio.h>
@@ -73,8 +72,11 @@
  * TLS record per loop turn and per writev.
  */
 #define MAX_SINGLE_WRITE	(64 * 1024)
-/* What libevent 2.1 reads per callback at most (EVBUFFER_MAX_READ). */
-#define LIBEVENT_READ		4096
+/*
+ * The least room for a read (session_reader_cb): with the chain's header,
+ * one 4 KiB allocation, enough for a command or a small message at once.
+ */
+#define READ_ROOM_MIN		(4096 - 128)
 
 enum session_state {
 	SESSION_CONNECTING,
@@ -1173,48 +1175,104 @@ session_up_eventcb(struct bufferevent *bev, short what, void *arg)
 }
 
 /*
- * libevent 2.1 reads at most 4096 bytes per callback (EVBUFFER_MAX_READ in
- * buffer.c), whatever bufferevent_set_max_single_read() says, so a 10 MB
- * message costs 2,560 loop turns, TLS records and writes. When a read was
- * that full, take what else the socket holds, up to MAX_SINGLE_READ, in one
- * readv. Only as many bytes as FIONREAD reports are read, so EOF and errors
- * stay in the socket for libevent to see.
+ * Reading a socket bufferevent, libevent 2.1 asks the kernel how much is
+ * waiting (ioctl FIONREAD) before every readv, and reads 4096 bytes at most
+ * (EVBUFFER_MAX_READ in buffer.c), whatever bufferevent_set_max_single_read()
+ * says: two system calls for a 40-byte command, four or more for 64 KiB of a
+ * message. session_reader_cb() takes the place of libevent's read callback
+ * on a session's two sockets and reads with one readv into room sized from
+ * the socket's previous read: twice what came then, so that a bulk transfer
+ * settles at the max single read, while a command gets a small buffer (the
+ * relay moves buffers whole to the other side, where a throttled peer would
+ * hold a large buffer for a few bytes). What it does not handle itself, the
+ * read high watermark used before the relay and timeouts, goes to libevent's
+ * callback. It mirrors bufferevent_readcb() of libevent 2.1.12, EOF and errors
+ * included.
  */
+static event_callback_fn	 libevent_readcb;
+/* Room for the next read, per descriptor (a bufferevent has no spare field,
+ * and the descriptor outlives every callback of its bufferevent). */
+static size_t			*read_room;
+static size_t			 read_room_fds;
+
 static void
-session_read_more(struct bufferevent *bev)
+session_reader_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct bufferevent *bev = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	size_t have = evbuffer_get_length(in), want, got;
 	struct evbuffer_iovec vec[2];
 	struct iovec iov[2];
+	size_t room, got, max = (size_t)bufferevent_get_max_single_read(bev);
 	ssize_t n;
-	int avail = 0, nvec, i;
+	int nvec, i, err;
 
-	if (have < LIBEVENT_READ || have >= MAX_SINGLE_READ)
+	if (what != EV_READ || bev->wm_read.high != 0 ||
+	    (size_t)fd >= read_room_fds) {
+		libevent_readcb(fd, what, arg);
 		return;
-	if (ioctl(bufferevent_getfd(bev), FIONREAD, &avail) != 0 || avail <= 0)
-		return;
-	want = (size_t)avail < MAX_SINGLE_READ - have ? (size_t)avail :
-	    MAX_SINGLE_READ - have;
-	/* The bufferevent keeps the end of its input frozen between reads. */
+	}
+	room = read_room[fd];
+	/* A bufferevent keeps the end of its input frozen between reads. */
 	evbuffer_unfreeze(in, 0);
-	if ((nvec = evbuffer_reserve_space(in, (ev_ssize_t)want, vec, 2)) <= 0) {
+	if ((nvec = evbuffer_reserve_space(in, (ev_ssize_t)room, vec, 2)) <= 0) {
 		evbuffer_freeze(in, 0);
+		libevent_readcb(fd, what, arg);
 		return;
 	}
 	for (i = 0, got = 0; i < nvec; i++) {
 		iov[i].iov_base = vec[i].iov_base;
-		iov[i].iov_len = vec[i].iov_len < want - got ? vec[i].iov_len :
-		    want - got;
+		iov[i].iov_len = vec[i].iov_len < room - got ? vec[i].iov_len :
+		    room - got;
 		got += iov[i].iov_len;
 	}
-	n = readv(bufferevent_getfd(bev), iov, nvec);
-	for (i = 0, got = n > 0 ? (size_t)n : 0; i < nvec; i++) {
-		vec[i].iov_len = got < iov[i].iov_len ? got : iov[i].iov_len;
-		got -= vec[i].iov_len;
+	n = readv(fd, iov, nvec);
+	err = errno;
+	if (n > 0) {
+		for (i = 0, got = (size_t)n; i < nvec; i++) {
+			vec[i].iov_len = got < iov[i].iov_len ? got : iov[i].iov_len;
+			got -= vec[i].iov_len;
+		}
+		evbuffer_commit_space(in, vec, nvec);
 	}
-	evbuffer_commit_space(in, vec, nvec);
 	evbuffer_freeze(in, 0);
+	if (n > 0) {
+		/* Grow while reads fill their room; back to the least at once. */
+		room = (size_t)n < room ? READ_ROOM_MIN : 2 * room;
+		read_room[fd] = room > max - 128 ? max - 128 : room;
+		bufferevent_trigger(bev, EV_READ, 0);
+		return;
+	}
+	if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
+		return;
+	bufferevent_disable(bev, EV_READ);
+	EVUTIL_SET_SOCKET_ERROR(n < 0 ? err : 0);
+	bufferevent_trigger_event(bev, BEV_EVENT_READING |
+	    (n < 0 ? BEV_EVENT_ERROR : BEV_EVENT_EOF), 0);
+}
+
+/* Let session_reader_cb read bev's socket; before its read event is added. */
+static void
+session_reader_install(struct bufferevent *bev)
+{
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	size_t nfds;
+
+	if (fd < 0 || event_pending(&bev->ev_read, EV_READ, NULL))
+		return;
+	if (libevent_readcb == NULL)
+		libevent_readcb = event_get_callback(&bev->ev_read);
+	/* Not the socket bufferevent this was written for: leave it be. */
+	if (event_get_callback(&bev->ev_read) != libevent_readcb ||
+	    event_get_callback_arg(&bev->ev_read) != bev)
+		return;
+	if ((size_t)fd >= read_room_fds) {
+		nfds = (size_t)fd + 256;
+		read_room = xrealloc(read_room, nfds * sizeof *read_room);
+		read_room_fds = nfds;
+	}
+	read_room[fd] = READ_ROOM_MIN;
+	event_assign(&bev->ev_read, bufferevent_get_base(bev), fd,
+	    event_get_events(&bev->ev_read), session_reader_cb, bev);
 }
 
 static void
@@ -1223,8 +1281,6 @@ session_cli_readcb(struct bufferevent *bev, void *arg)
 	struct session *s = arg;
 
 	if (s->state == SESSION_RELAY) {
-		if (!s->cli_throttled)
-			session_read_more(bev);
 		session_relay(s, s->cli, s->up, SMTP_CLIENT);
 		return;
 	}
@@ -1362,6 +1418,7 @@ session_connected_cb(struct bufferevent *bev, const char *status,
 	session_nodelay(bufferevent_getfd(bev), 1);
 	bufferevent_set_max_single_read(bev, MAX_SINGLE_READ);
 	bufferevent_set_max_single_write(bev, MAX_SINGLE_WRITE);
+	session_reader_install(bev);
 	bufferevent_setcb(bev, session_up_readcb, session_up_writecb,
 	    session_up_eventcb, s);
 	/* EV_WRITE is on since the bufferevent was made; enabling it again
@@ -1426,6 +1483,7 @@ session_start(struct service *svc, int fd, const struct sockaddr *sa,
 	}
 	session_nodelay(fd, 1);
 	bufferevent_set_max_single_read(s->cli, MAX_SINGLE_READ);
+	session_reader_install(s->cli);
 	bufferevent_setcb(s->cli, session_cli_readcb, session_cli_writecb,
 	    session_cli_eventcb, s);
 	/* Read only to notice a client that leaves early; relay nothing yet. */
