@@ -1180,14 +1180,14 @@ session_up_eventcb(struct bufferevent *bev, short what, void *arg)
  * (EVBUFFER_MAX_READ in buffer.c), whatever bufferevent_set_max_single_read()
  * says: two system calls for a 40-byte command, four or more for 64 KiB of a
  * message. session_reader_cb() takes the place of libevent's read callback
- * on a session's two sockets and reads with one readv into room sized from
- * the socket's previous read: twice what came then, so that a bulk transfer
- * settles at the max single read, while a command gets a small buffer (the
- * relay moves buffers whole to the other side, where a throttled peer would
- * hold a large buffer for a few bytes). What it does not handle itself, the
- * read high watermark used before the relay and timeouts, goes to libevent's
- * callback. It mirrors bufferevent_readcb() of libevent 2.1.12, EOF and errors
- * included.
+ * on a session's two sockets and reads with one readv into room that starts
+ * at one page and doubles while reads fill it, up to the max single read: a
+ * bulk transfer settles at 64 KiB a read, while a command gets a small buffer
+ * (the relay may move buffers whole to the other side, where a throttled
+ * peer would hold a large buffer for a few bytes). What it does not handle
+ * itself, the read high watermark used before the relay and timeouts, goes
+ * to libevent's callback. It mirrors bufferevent_readcb() of libevent
+ * 2.1.12, EOF and errors included.
  */
 static event_callback_fn	 libevent_readcb;
 /* Room for the next read, per descriptor (a bufferevent has no spare field,
@@ -1206,6 +1206,8 @@ session_reader_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 	int nvec, i, err;
 
+	/* Room for the header too: a full read is one 2^n allocation. */
+	max = max > READ_ROOM_MIN + 128 ? max - 128 : READ_ROOM_MIN;
 	if (what != EV_READ || bev->wm_read.high != 0 ||
 	    (size_t)fd >= read_room_fds) {
 		libevent_readcb(fd, what, arg);
@@ -1238,7 +1240,7 @@ session_reader_cb(evutil_socket_t fd, short what, void *arg)
 	if (n > 0) {
 		/* Grow while reads fill their room; back to the least at once. */
 		room = (size_t)n < room ? READ_ROOM_MIN : 2 * room;
-		read_room[fd] = room > max - 128 ? max - 128 : room;
+		read_room[fd] = room > max ? max : room;
 		bufferevent_trigger(bev, EV_READ, 0);
 		return;
 	}
