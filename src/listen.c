@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,8 @@
 struct listener {
 	struct service		*svc;
 	struct evconnlistener	*lev;
+	int			 fd;
+	int			 inherited;	/* from systemd, which keeps it open */
 	struct event		*resume;
 	int			 backoff_ms;
 	unsigned long		 paused;
@@ -194,19 +197,24 @@ listen_take_inherited(const struct sockaddr *want, socklen_t wantlen)
 
 /* Wrap a listening socket; closes it on failure. */
 static struct listener *
-listen_fd(struct service *svc, int fd, const char *where, char **cause)
+listen_fd(struct service *svc, int fd, int inherited, const char *where,
+    char **cause)
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen = sizeof ss;
 	struct listener *l = xcalloc(1, sizeof *l);
 
 	l->svc = svc;
+	l->fd = fd;
+	l->inherited = inherited;
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
 	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0)
 		listen_fmt((struct sockaddr *)&ss, sslen, l->addr, sizeof l->addr);
+	/* An inherited socket is closed by listen_free(), a turn later. */
 	l->lev = evconnlistener_new(svc->base, listen_accept_cb, l,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	    LEV_OPT_CLOSE_ON_EXEC | (inherited ? 0 : LEV_OPT_CLOSE_ON_FREE), 0,
+	    fd);
 	l->resume = evtimer_new(svc->base, listen_resume_cb, l);
 	if (l->lev == NULL || l->resume == NULL) {
 		xasprintf(cause, "cannot listen on %s: out of resources", where);
@@ -241,7 +249,7 @@ listen_start(struct service *svc, const struct hostport *hp, char **cause)
 		evutil_freeaddrinfo(ai);
 		transcript_note(TRANSCRIPT_NOSESSION, "%s: socket from systemd "
 		    "(socket activation)", where);
-		return listen_fd(svc, fd, where, cause);
+		return listen_fd(svc, fd, 1, where, cause);
 	}
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd == -1) {
@@ -259,7 +267,7 @@ listen_start(struct service *svc, const struct hostport *hp, char **cause)
 		return NULL;
 	}
 	evutil_freeaddrinfo(ai);
-	return listen_fd(svc, fd, where, cause);
+	return listen_fd(svc, fd, 0, where, cause);
 }
 
 void
@@ -274,13 +282,44 @@ listen_address(const struct listener *l)
 	return l->addr;
 }
 
+static void
+listen_close_cb(evutil_socket_t unused, short what, void *arg)
+{
+	close((int)(intptr_t)arg);
+}
+
+/*
+ * The event loop's changelist (daemon.c) removes a deleted event from epoll
+ * at the start of the next loop turn. A socket that systemd handed us stays
+ * open in systemd after we close it, and so would stay registered, making
+ * epoll_wait spin through a shutdown grace period: close it only after that
+ * turn has begun. A timer of 1 us, not 0: an event made active at once would
+ * run in this turn. Our own sockets are closed at once (LEV_OPT_CLOSE_ON_FREE),
+ * so that a stopping smtptap refuses connections from the moment it says so:
+ * closing the last descriptor of a socket takes it out of epoll anyway.
+ */
+static void
+listen_close_later(struct event_base *base, int fd)
+{
+	const struct timeval next_turn = { 0, 1 };
+
+	if (event_base_once(base, -1, EV_TIMEOUT, listen_close_cb,
+	    (void *)(intptr_t)fd, &next_turn) != 0)
+		close(fd);
+}
+
 void
 listen_free(struct listener *l)
 {
 	if (l == NULL)
 		return;
-	if (l->lev != NULL)
+	if (l->lev != NULL) {
+		struct event_base *base = evconnlistener_get_base(l->lev);
+
 		evconnlistener_free(l->lev);
+		if (l->inherited)
+			listen_close_later(base, l->fd);
+	}
 	if (l->resume != NULL)
 		event_free(l->resume);
 	free(l);
