@@ -626,6 +626,7 @@ daemon_free(struct daemon *d)
 		event_free(d->grace);
 	if (d->dns != NULL)
 		evdns_base_free(d->dns, 1);
+	transcript_detach();
 	if (d->base != NULL)
 		event_base_free(d->base);
 	transcript_close();
@@ -664,6 +665,7 @@ daemon_main(const struct options *cli)
 	event_set_log_callback(daemon_libevent_log);
 	if ((d.base = daemon_base_new()) == NULL)
 		fatalx("cannot create the event loop");
+	transcript_attach(d.base);
 	if ((d.dns = daemon_dns(d.base, g->resolv_conf, &cause)) == NULL) {
 		status = EXIT_CONFIG;
 		goto out;

@@ -29,6 +29,10 @@ struct logqueue {
 	uint64_t	 wakeups;	/* signals sent to a sleeping consumer */
 	int		 waiting;	/* the consumer sleeps, not yet signalled */
 	int		 closed;
+	/* logqueue_set_waker(): who signals instead of the push. */
+	void		(*waker)(void *);
+	void		*waker_arg;
+	pthread_t	 waker_thread;
 };
 
 static struct lq_item *
@@ -103,6 +107,9 @@ int
 logqueue_push(struct logqueue *q, void *payload, int control)
 {
 	struct lq_item *it = lq_header(payload);
+	void (*waker)(void *);
+	void *waker_arg;
+	pthread_t waker_thread;
 	int wake = 0;
 
 	pthread_mutex_lock(&q->mtx);
@@ -139,15 +146,37 @@ logqueue_push(struct logqueue *q, void *payload, int control)
 		q->wakeups++;
 		wake = 1;
 	}
+	waker = q->waker;
+	waker_arg = q->waker_arg;
+	waker_thread = q->waker_thread;
 	pthread_mutex_unlock(&q->mtx);
 	/*
 	 * Signalled after the unlock so that the consumer does not wake only
 	 * to block on the mutex we hold. It already waits on the condvar (it
 	 * set the flag under the lock before waiting), so it cannot miss this.
 	 */
-	if (wake)
+	if (wake && waker != NULL && pthread_equal(pthread_self(), waker_thread))
+		waker(waker_arg);
+	else if (wake)
 		pthread_cond_signal(&q->cond);
 	return 0;
+}
+
+void
+logqueue_set_waker(struct logqueue *q, void (*waker)(void *), void *arg)
+{
+	pthread_mutex_lock(&q->mtx);
+	q->waker = waker;
+	q->waker_arg = arg;
+	q->waker_thread = pthread_self();
+	pthread_mutex_unlock(&q->mtx);
+}
+
+void
+logqueue_wake(struct logqueue *q)
+{
+	/* Harmless when nobody waits: a condvar signal is not remembered. */
+	pthread_cond_signal(&q->cond);
 }
 
 /* With the lock held: until an item is queued, close, or the timeout. */

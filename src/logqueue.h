@@ -40,6 +40,17 @@ void		 logqueue_item_free(void *);
  * queued whatever the limit (but not after close).
  */
 int		 logqueue_push(struct logqueue *, void *item, int control);
+/*
+ * A push that finds the consumer asleep wakes it at once, unless a waker is
+ * set: then a push from the thread that set it calls waker(arg) instead,
+ * which must see that logqueue_wake() follows. An event loop uses this to
+ * wake the consumer once per loop turn rather than once per record. A NULL
+ * waker restores waking at once; call logqueue_wake() after it in case a
+ * wake was still owed.
+ */
+void		 logqueue_set_waker(struct logqueue *, void (*waker)(void *),
+		    void *arg);
+void		 logqueue_wake(struct logqueue *);
 
 /*
  * The oldest item, waiting at most timeout_ms (-1: for ever) for one. NULL

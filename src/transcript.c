@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "log.h"
 #include "logqueue.h"
 #include "sink.h"
@@ -60,6 +62,7 @@ enum transcript_state {
 
 static enum transcript_state	 state = TRANSCRIPT_NEW;
 static struct logqueue		*queue;
+static struct event		*wake_ev;	/* transcript_attach() */
 static struct sink		 sink;
 static pthread_t		 writer;
 static pthread_mutex_t		 done_mtx = PTHREAD_MUTEX_INITIALIZER;
@@ -461,6 +464,43 @@ transcript_open(const char *dest, enum tx_format format, char **cause)
 	}
 	state = TRANSCRIPT_RUNNING;
 	return 0;
+}
+
+static void
+transcript_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	logqueue_wake(queue);
+}
+
+/* Runs after the callbacks already due in this loop turn: one wake for all. */
+static void
+transcript_defer_wake(void *arg)
+{
+	(void)arg;
+	event_active(wake_ev, EV_TIMEOUT, 1);
+}
+
+void
+transcript_attach(struct event_base *base)
+{
+	if (queue == NULL || wake_ev != NULL)
+		return;
+	if ((wake_ev = event_new(base, -1, 0, transcript_wake_cb, NULL)) != NULL)
+		logqueue_set_waker(queue, transcript_defer_wake, NULL);
+}
+
+void
+transcript_detach(void)
+{
+	if (wake_ev == NULL)
+		return;
+	logqueue_set_waker(queue, NULL, NULL);
+	logqueue_wake(queue);
+	event_free(wake_ev);
+	wake_ev = NULL;
 }
 
 void

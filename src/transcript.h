@@ -69,6 +69,14 @@ void	transcript_reopen(void);
 void	transcript_session_end(uint32_t session);
 /* Drain the queue for at most TRANSCRIPT_FLUSH_MS, stop the writer. */
 void	transcript_close(void);
+/*
+ * Records made on the loop's thread wake the writer once per loop turn, not
+ * once each: a wake is a futex call and, on a busy machine, a context
+ * switch. transcript_detach() before the loop is freed.
+ */
+struct event_base;
+void	transcript_attach(struct event_base *);
+void	transcript_detach(void);
 
 /*
  * dir: 'C', 'S' or '*'. kind: "command", "reply", "connect"... (see

@@ -4,6 +4,8 @@
  * hands over what piled up in one batch and wakes the writer only when it
  * sleeps.
  */
+/* pthread_tryjoin_np: _GNU_SOURCE comes from config.h, via the build flags. */
+#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -371,6 +373,82 @@ test_close_wakes_a_sleeper(void **state)
 }
 
 static void
+count_waker(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+struct pusher {
+	struct logqueue	*q;
+	int		 value;
+};
+
+static void *
+push_one(void *arg)
+{
+	struct pusher *p = arg;
+
+	assert_int_equal(logqueue_push(p->q, item(p->value, 16), 0), 0);
+	return NULL;
+}
+
+/*
+ * With a waker, pushes from its thread leave the wake to it (once, however
+ * many pushes), and the consumer sleeps on until logqueue_wake(). A push
+ * from any other thread still wakes the consumer itself.
+ */
+static void
+test_waker_defers_the_wake(void **state)
+{
+	struct logqueue *q = logqueue_new(1 << 16);
+	struct taker t = { q, { NULL, NULL } };
+	struct pusher p = { q, 20 };
+	struct timespec pause = { 0, 50000000 };
+	pthread_t th, other;
+	uint64_t drops[4];
+	int values[4], calls = 0;
+
+	(void)state;
+	logqueue_set_waker(q, count_waker, &calls);
+	assert_int_equal(pthread_create(&th, NULL, take_once, &t), 0);
+	until_consumer_sleeps(q);
+	assert_int_equal(logqueue_push(q, item(1, 16), 0), 0);
+	assert_int_equal(logqueue_push(q, item(2, 16), 0), 0);
+	assert_int_equal(logqueue_push(q, item(3, 16), 0), 0);
+	assert_int_equal(calls, 1);
+	nanosleep(&pause, NULL);
+	assert_int_equal(pthread_tryjoin_np(th, NULL), EBUSY);
+	logqueue_wake(q);
+	pthread_join(th, NULL);
+	assert_int_equal(batch_values(t.batch[0], values, drops, 4), 3);
+	assert_int_equal(values[0], 1);
+	assert_int_equal(values[2], 3);
+	logqueue_release(q, t.batch[0], NULL);
+
+	t.batch[0] = NULL;
+	assert_int_equal(pthread_create(&th, NULL, take_once, &t), 0);
+	until_consumer_sleeps(q);
+	assert_int_equal(pthread_create(&other, NULL, push_one, &p), 0);
+	pthread_join(other, NULL);
+	pthread_join(th, NULL);		/* woken without logqueue_wake() */
+	assert_int_equal(calls, 1);
+	assert_int_equal(batch_values(t.batch[0], values, drops, 4), 1);
+	assert_int_equal(values[0], 20);
+	logqueue_release(q, t.batch[0], NULL);
+
+	/* No waker: the push wakes the consumer itself again. */
+	logqueue_set_waker(q, NULL, NULL);
+	t.batch[0] = NULL;
+	assert_int_equal(pthread_create(&th, NULL, take_once, &t), 0);
+	until_consumer_sleeps(q);
+	assert_int_equal(logqueue_push(q, item(30, 16), 0), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(calls, 1);
+	logqueue_release(q, t.batch[0], NULL);
+	logqueue_free(q);
+}
+
+static void
 test_take_timeout(void **state)
 {
 	struct logqueue *q = logqueue_new(1 << 16);
@@ -502,6 +580,7 @@ main(void)
 		cmocka_unit_test(test_take_batch),
 		cmocka_unit_test(test_take_keeps_control_order),
 		cmocka_unit_test(test_release_part),
+		cmocka_unit_test(test_waker_defers_the_wake),
 		cmocka_unit_test(test_wake_only_a_sleeper),
 		cmocka_unit_test(test_close_wakes_a_sleeper),
 		cmocka_unit_test(test_take_timeout),
