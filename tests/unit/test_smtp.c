@@ -1708,6 +1708,66 @@ rnd(uint32_t *seed)
 	return *seed >> 8;
 }
 
+/*
+ * NUL and 8-bit bytes are counted in 64-byte blocks with a word-by-word
+ * fallback: put them at every offset of a block, in bodies of every length
+ * around the block size, fed whole and in odd pieces, and compare the
+ * counts with a byte-by-byte count.
+ */
+static void
+test_odd_byte_counts(void **state)
+{
+	unsigned char body[300];
+	char want[160], *t;
+	size_t len, i, nul, eight, chunk;
+	unsigned seed = 7;
+	struct script sc;
+
+	(void)state;
+	for (len = 1; len <= 200; len += (len < 140 ? 1 : 13)) {
+		nul = eight = 0;
+		for (i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			switch ((seed >> 16) % 11) {
+			case 0:
+				body[i] = '\0';
+				nul++;
+				break;
+			case 1:
+				body[i] = (unsigned char)(0x80 + (seed >> 8) % 128);
+				eight++;
+				break;
+			default:
+				body[i] = (unsigned char)('a' + (seed >> 8) % 26);
+				break;
+			}
+		}
+		memcpy(body + len, "\r\n.\r\n", 5);
+		memset(&sc, 0, sizeof sc);
+		adds(&sc, SMTP_CLIENT, "DATA\r\n");
+		adds(&sc, SMTP_SERVER, "354 go\r\n");
+		add(&sc, SMTP_CLIENT, body, len + 5);
+		adds(&sc, SMTP_SERVER, "250 ok\r\n");
+		want[0] = '\0';
+		if (nul > 0)
+			snprintf(want, sizeof want, ", %zu NUL", nul);
+		if (eight > 0)
+			snprintf(want + strlen(want), sizeof want - strlen(want),
+			    ", %zu 8-bit bytes", eight);
+		for (chunk = 0; chunk <= 67; chunk += 67) {
+			t = run(&sc, chunk, 0, NULL, NULL);
+			if (want[0] != '\0' && strstr(t, want) == NULL)
+				fail_msg("length %zu, chunk %zu: want \"%s\" in\n%s",
+				    len, chunk, want, t);
+			if (want[0] == '\0' && (strstr(t, " NUL") != NULL ||
+			    strstr(t, "8-bit bytes") != NULL))
+				fail_msg("length %zu: no odd bytes, yet\n%s", len, t);
+			free(t);
+		}
+		script_free(&sc);
+	}
+}
+
 static void
 test_random_soup(void **state)
 {
@@ -1817,6 +1877,7 @@ main(void)
 		cmocka_unit_test(test_data_refused_after_data),
 		cmocka_unit_test(test_caps_summary),
 		cmocka_unit_test(test_verdicts),
+		cmocka_unit_test(test_odd_byte_counts),
 		cmocka_unit_test(test_random_soup),
 	};
 
