@@ -376,16 +376,30 @@ session_summary(struct session *s)
 	strbuf_free(&sb);
 }
 
+/*
+ * The session is gone for good: only now does it stop counting, because its
+ * service belongs to a configuration generation that a reload may free as
+ * soon as the count reaches 0 (daemon.c), and on_close reads the service.
+ */
+static void
+session_release(struct session *s)
+{
+	struct service *svc = s->svc;
+
+	free(s);
+	svc->sessions--;
+	session_count--;
+	if (svc->on_close != NULL)
+		svc->on_close(svc);
+}
+
 static void
 session_reap_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
-	struct service *svc = s->svc;
 
 	event_free(s->reaper);
-	free(s);
-	if (svc->on_close != NULL)
-		svc->on_close(svc);
+	session_release(s);
 }
 
 /*
@@ -430,8 +444,6 @@ session_close(struct session *s, const char *why)
 	s->failure = NULL;
 	event_free(s->timer);
 	s->timer = NULL;
-	s->svc->sessions--;
-	session_count--;
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -442,7 +454,7 @@ session_close(struct session *s, const char *why)
 	if (s->reaper != NULL)
 		event_active(s->reaper, EV_TIMEOUT, 0);
 	else
-		free(s);
+		session_release(s);
 }
 
 unsigned

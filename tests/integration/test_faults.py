@@ -1770,3 +1770,67 @@ def test_f71_sigpipe_log_reader_gone(inv):
             finish(m)
         relayed_both_ways(inv, m, srv.peer(i + 1))
     inv.check()
+
+
+# ---------------------------------------------------------------------------------
+# row 69 again: a configuration generation outlives the reapers of its sessions
+# ---------------------------------------------------------------------------------
+
+def _count(tap, pattern):
+    return len(re.findall(pattern, tap.transcript(), re.M))
+
+
+@pytest.mark.parametrize("end", ["clients-reset-together", "clients-close-together",
+                                 "stop-after-reload", "reload-while-closing"])
+def test_f69_reload_then_two_sessions_end_at_once(inv, end):
+    """After a SIGHUP the old generation is freed when its last session is
+    freed, not when its last session closes: two old sessions ending in one
+    loop turn (two clients leaving together, or an immediate stop) must not
+    make the second reaper read the freed service. MALLOC_PERTURB_ makes a
+    release build crash on that; the sanitizer build reports it."""
+    srv = inv.server(good())
+    log = str(inv.tmp_path / "f69.transcript")
+    env = dict(os.environ, MALLOC_PERTURB_="165")
+    tap = inv.rawtap(["-o", log, "--ca-file", inv.pki.ca, "--tls", "starttls",
+                      srv.address], env=env)
+    rounds = 1 if end == "stop-after-reload" else 8
+    summaries = _count(tap, r"^\S+ [0-9a-f]{8} \* summary: ")
+    for r in range(rounds):
+        ms = [Mua(tap.port), Mua(tap.port)]
+        for m in ms:
+            session_prologue(m)
+        if end == "reload-while-closing":
+            # The closes and the SIGHUP reach the loop in the same turn as
+            # often as not: SIGHUP between a close and its reaper.
+            for m in ms:
+                m.rst()
+            tap.proc.send_signal(signal.SIGHUP)
+        else:
+            tap.proc.send_signal(signal.SIGHUP)
+        poll(lambda: _count(tap, r"reloaded: ") >= r + 1, what="reload %d" % (r + 1))
+        if end == "stop-after-reload":
+            # First SIGINT: stop accepting, drain; the second: close both now.
+            tap.proc.send_signal(signal.SIGINT)
+            poll(lambda: "no longer accepting" in tap.transcript(), what="the stop note")
+            tap.proc.send_signal(signal.SIGINT)
+            tap.proc.wait(15)
+            break
+        if end == "clients-reset-together":
+            for m in ms:
+                m.rst()
+        elif end == "clients-close-together":
+            for m in ms:
+                m.close()
+        summaries += 2
+        poll(lambda: _count(tap, r"^\S+ [0-9a-f]{8} \* summary: ") >= summaries,
+             what="%d summaries" % summaries)
+    if end == "stop-after-reload":
+        assert _count(tap, r"^\S+ [0-9a-f]{8} \* summary: ") >= summaries + 2, \
+            tap.transcript()[-3000:]
+        inv.check(exited=(0,))
+        return
+    # Still serving, with the settings of the last reload.
+    m = Mua(tap.port)
+    session_prologue(m)
+    finish(m)
+    inv.check()
