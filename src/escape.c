@@ -116,3 +116,30 @@ escape_append_max(struct strbuf *sb, const void *data, size_t n, size_t max)
 	escape_append(sb, data, max);
 	strbuf_printf(sb, " [+%zu bytes]", n - max);
 }
+
+size_t
+escape_cut(const char *s, size_t len, size_t max)
+{
+	size_t i = 0, t;
+	unsigned char c;
+
+	if (len <= max)
+		return len;
+	while (i < len) {
+		c = (unsigned char)s[i];
+		if (c == '\\')
+			t = i + 1 < len && s[i + 1] == 'x' ? 4 : 2;
+		else if (c >= 0xf0)
+			t = 4;
+		else if (c >= 0xe0)
+			t = 3;
+		else if (c >= 0xc0)
+			t = 2;
+		else
+			t = 1;
+		if (i + t > max)
+			break;
+		i += t;
+	}
+	return i;
+}

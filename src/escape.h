@@ -22,4 +22,10 @@ void	escape_append(struct strbuf *, const void *, size_t);
 /* As escape_append(), but at most max input bytes, then " [+N bytes]". */
 void	escape_append_max(struct strbuf *, const void *, size_t, size_t max);
 
+/*
+ * Where to cut escaped text (the output of escape_append()) so that at most
+ * max bytes remain and no "\\xNN" escape or UTF-8 sequence is split.
+ */
+size_t	escape_cut(const char *, size_t len, size_t max);
+
 #endif

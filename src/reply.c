@@ -4,7 +4,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "escape.h"
 #include "reply.h"
+#include "strbuf.h"
 #include "xmalloc.h"
 
 void
@@ -39,6 +41,30 @@ reply_is_keyword(const char *text, size_t len, const char *kw)
 	return len == kwlen || text[kwlen] == ' ';
 }
 
+/*
+ * The line as it may be shown anywhere: a refusal before TLS comes from
+ * whoever is on the path, and it reaches the transcript, the summary and the
+ * 421 that the client displays, so it is escaped once, here, and kept short
+ * enough for one SMTP reply line.
+ */
+static char *
+reply_show(const char *line, size_t len)
+{
+	struct strbuf sb;
+	char *out;
+	size_t show;
+
+	strbuf_init(&sb, 0);
+	escape_append(&sb, line, len);
+	if ((show = escape_cut(sb.buf, sb.len, REPLY_SHOW_MAX)) < sb.len) {
+		sb.len = show;
+		strbuf_printf(&sb, " [cut: %zu bytes in all]", len);
+	}
+	out = xstrndup(strbuf_str(&sb), sb.len);
+	strbuf_free(&sb);
+	return out;
+}
+
 enum reply_status
 reply_feed(struct reply *r, const char *line, size_t len)
 {
@@ -61,9 +87,7 @@ reply_feed(struct reply *r, const char *line, size_t len)
 	if (r->lines == 0) {
 		r->code = code;
 		free(r->first);
-		r->first = xmalloc(len + 1);
-		memcpy(r->first, line, len);
-		r->first[len] = '\0';
+		r->first = reply_show(line, len);
 	} else if (code != r->code)
 		return reply_fail(r, "multi-line reply changes its code");
 	if (++r->lines > REPLY_MAX_LINES)

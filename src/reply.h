@@ -13,6 +13,8 @@
 
 #define REPLY_MAX_LINES	100
 #define REPLY_MAX_LINE	2048		/* RFC 5321 says 512; be lenient */
+/* Escaped bytes of the first line kept for messages: a 421 stays < 512. */
+#define REPLY_SHOW_MAX	300
 
 enum reply_status {
 	REPLY_MORE,		/* a continuation line: feed the next one */
@@ -24,7 +26,11 @@ struct reply {
 	int		 code;		/* from the first line */
 	int		 lines;
 	int		 starttls;	/* an EHLO line advertised STARTTLS */
-	char		*first;		/* first line, for messages; NULL before */
+	/*
+	 * The first line for messages: escaped (escape.c), cut after
+	 * REPLY_SHOW_MAX bytes with " [cut: N bytes in all]"; NULL before.
+	 */
+	char		*first;
 	const char	*error;		/* static text: why it is malformed */
 };
 

@@ -61,6 +61,8 @@
 #define TLS_UNDER_HIWAT		(64 * 1024)
 /* Bytes of an early-talking MUA held back until RELAY. */
 #define PRE_RELAY_HOLD		(16 * 1024)
+/* smtptap's own 421 to the MUA, without its CRLF. */
+#define SESSION_421_MAX		510
 /* After one side closed: how long the other gets to finish. */
 #define FIN_TIMEOUT		10.0
 /* The greeting as held back for the MUA. */
@@ -540,6 +542,11 @@ session_fail(struct session *s, const char *status, const char *detail,
 
 		strbuf_init(&line, 0);
 		strbuf_printf(&line, "421 %s smtptap: %s", status, strbuf_str(&reason));
+		/* One reply line (RFC 5321: 512 with CRLF); escapes stay whole. */
+		if (line.len > SESSION_421_MAX) {
+			line.len = escape_cut(line.buf, line.len, SESSION_421_MAX - 4);
+			strbuf_adds(&line, " ...");
+		}
 		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "dialogue", 0,
 		    f, TX_NFIELDS(f), "to client: %s", strbuf_str(&line));
 		strbuf_add(&line, "\r\n", 2);
