@@ -1060,6 +1060,41 @@ session_nodelay(evutil_socket_t fd, int on)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
 }
 
+/* The close_notify left: the TCP half-close follows (session_up_fin_after). */
+static void
+session_up_fin_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct session *s = arg;
+
+	if (info->n_deleted == 0 || evbuffer_get_length(buf) > 0)
+		return;
+	evbuffer_remove_cb(buf, session_up_fin_cb, s);
+	if (s->up != NULL)
+		shutdown(bufferevent_getfd(s->up), SHUT_WR);
+}
+
+/*
+ * After our close_notify, end the TCP stream too. A GnuTLS server (Exim)
+ * answers a close_notify only when the TCP connection ends, so without the
+ * FIN both sides would wait for the other until FIN_TIMEOUT.
+ */
+static void
+session_up_fin_after(struct session *s)
+{
+	struct bufferevent *sock = bufferevent_get_underlying(s->up);
+	struct evbuffer *out;
+
+	if (sock == NULL)
+		return;
+	out = bufferevent_get_output(sock);
+	session_write_now(s->up);
+	if (evbuffer_get_length(out) == 0)
+		shutdown(bufferevent_getfd(s->up), SHUT_WR);
+	else
+		evbuffer_add_cb(out, session_up_fin_cb, s);
+}
+
 /*
  * The MUA closed its side: once everything it sent has gone out, tell the
  * server too (TLS close_notify, or a TCP half-close), so that a server that
@@ -1084,6 +1119,7 @@ session_up_shutdown(struct session *s)
 	if (s->tls_up) {
 		if ((ssl = bufferevent_openssl_get_ssl(s->up)) != NULL)
 			SSL_shutdown(ssl);
+		session_up_fin_after(s);
 	} else
 		shutdown(bufferevent_getfd(s->up), SHUT_WR);
 }

@@ -1834,3 +1834,62 @@ def test_f69_reload_then_two_sessions_end_at_once(inv, end):
     session_prologue(m)
     finish(m)
     inv.check()
+
+
+# ---------------------------------------------------------------------------------
+# row 42 again: a server that holds its close_notify until the TCP stream ends
+# ---------------------------------------------------------------------------------
+
+def _gnutls_like(on_fin):
+    """Handler of a server like Exim with GnuTLS: after the client's
+    close_notify it sends nothing, its own close_notify included, until the TCP
+    connection ends; ON_FIN() runs when it sees the FIN."""
+    def handler(peer):
+        peer.starttls_setup()
+        peer.serve()                      # returns at the client's close_notify
+        fd = peer.sock.fileno()
+        while os.read(fd, 65536):
+            pass
+        on_fin()
+    return handler
+
+
+@pytest.mark.parametrize("leave", ["close", "half-close"])
+def test_f42_client_leaves_server_holds_close_notify(inv, leave):
+    fins = []
+    srv, tap = inv.relay_tap(_gnutls_like(lambda: fins.append(1)))
+    m = Mua(tap.port)
+    session_prologue(m)
+    m.cmd(b"NOOP\r\n", 250)
+    m.half_close() if leave == "half-close" else m.close()
+    t = tap.wait_summary(1, timeout=30)
+    assert fins, "the upstream never saw smtptap's FIN"
+    assert "upstream did not close after the client left" not in t, t[-2000:]
+    assert "upstream closed the connection" in t, t[-2000:]
+    inv.check()
+
+
+def test_f42_sigterm_while_the_server_lingers(inv):
+    """A server that ignores even the FIN: a stop in that window still writes
+    the session's verdict and summary, and exits 0."""
+    def never_closes(peer):
+        peer.starttls_setup()
+        peer.serve()
+        while not inv.servers[0].stopping:
+            time.sleep(0.05)
+    srv = inv.server(never_closes)
+    log = str(inv.tmp_path / "linger.transcript")
+    tap = inv.rawtap(["-o", log, "--ca-file", inv.pki.ca, "--tls", "starttls",
+                      "--shutdown-grace", "1", srv.address])
+    m = Mua(tap.port)
+    session_prologue(m)
+    m.close()
+    poll(lambda: "client closed the connection" in tap.transcript(),
+         what="the client's close in the transcript")
+    tap.proc.send_signal(signal.SIGTERM)
+    tap.proc.wait(30)
+    assert "grace period over" in tap.transcript(), tap.transcript()[-2000:]
+    t = tap.transcript()
+    assert re.search(r"^\S+ [0-9a-f]{8} \* verdict: ", t, re.M), t[-2000:]
+    assert re.search(r"^\S+ [0-9a-f]{8} \* summary: ", t, re.M), t[-2000:]
+    inv.check(exited=(0,))
