@@ -19,6 +19,7 @@
 #define DEFAULT_UPSTREAM_PORT	"587"
 #define IMPLICIT_TLS_PORT	465
 #define MAX_SESSIONS_LIMIT	1000000
+#define MAX_RECORDS_LIMIT	1000000000
 
 static int
 set_config(struct options *o, const char *v, char **cause)
@@ -242,6 +243,25 @@ set_count(unsigned *dst, const char *v, char **cause)
 	return 0;
 }
 
+/* Records a session may write: large, but a bound on a client's amplification. */
+static int
+set_max_records(struct options *o, const char *v, char **cause)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno != 0 || end == v || *end != '\0' || *v == '-' || *v == '+' ||
+	    n < 100 || n > MAX_RECORDS_LIMIT) {
+		xasprintf(cause, "expected a number between 100 and %d, got \"%s\"",
+		    MAX_RECORDS_LIMIT, v);
+		return -1;
+	}
+	o->max_records = (unsigned)n;
+	return 0;
+}
+
 static int
 set_max_sessions(struct options *o, const char *v, char **cause)
 {
@@ -366,6 +386,9 @@ const struct option_def option_defs[] = {
 	{ "session-timeout", 0, "SEC", "session_timeout", NULL, OPTION_BOTH,
 	  "3600", "limit on a whole session, busy or not",
 	  set_session_timeout },
+	{ "max-records", 0, "N", "max_records", NULL, OPTION_BOTH, "100000",
+	  "transcript records one session may write; the rest are counted",
+	  set_max_records },
 	{ "max-sessions", 0, "N", "max_sessions", NULL, OPTION_BOTH, "100",
 	  "sessions open at once per service; more get 421 4.3.2",
 	  set_max_sessions },
@@ -449,6 +472,7 @@ options_defaults(struct options *o)
 	o->session_timeout = 3600;
 	o->max_sessions = 100;
 	o->max_sessions_total = 1000;
+	o->max_records = 100000;
 	o->shutdown_grace = 30;
 }
 

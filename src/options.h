@@ -52,6 +52,7 @@ struct options {
 	double		 tls_timeout;
 	double		 idle_timeout;
 	double		 session_timeout;
+	unsigned	 max_records;		/* transcript records per session */
 	unsigned	 max_sessions;		/* per service */
 	unsigned	 max_sessions_total;	/* all services together */
 	struct cidr	*allow;			/* NULL: anyone who can connect */

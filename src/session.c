@@ -50,6 +50,7 @@
 #include "strbuf.h"
 #include "tls.h"
 #include "transcript.h"
+#include "txlimit.h"
 #include "upstream.h"
 #include "xmalloc.h"
 
@@ -121,6 +122,7 @@ struct session {
 	uint64_t		 bytes_c2s;
 	uint64_t		 bytes_s2c;
 	char			*failure;	/* why the session failed, for the summary */
+	struct txlimit		 limit;		/* what the relayed bytes may write */
 	struct session		*prev, *next;	/* svc->head */
 };
 
@@ -236,6 +238,73 @@ session_sockaddr(const struct sockaddr *sa, socklen_t len, char *buf,
 /* The service's name in records: NULL without a config file. */
 #define SESSION_SERVICE(s)	((s)->svc->name)
 
+static const char *const session_side_name[TXLIMIT_NSIDES] = {
+	"client", "server", "smtptap",
+};
+
+/* A line counted rather than written: say how often, once it changes. */
+static void
+session_repeats_note(struct session *s, enum txlimit_side side,
+    unsigned long n, const char *line)
+{
+	struct tx_field f[] = {
+		TXF_STR("side", session_side_name[side]), TXF_NUM("repeats", n),
+	};
+
+	if (!txlimit_admit(&s->limit))
+		return;
+	if (side == TXLIMIT_NOTE)
+		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "note", 0, f,
+		    TX_NFIELDS(f), "the note \"%s\" was repeated %lu more times",
+		    line, n);
+	else
+		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "note", 0, f,
+		    TX_NFIELDS(f), "the %s sent the line \"%s\" %lu more times",
+		    session_side_name[side], line, n);
+}
+
+/*
+ * Every record the peers cause goes through here: repeats are counted and
+ * the session's budget is kept (txlimit.h), so that a client cannot make
+ * the transcript many times larger than what it sends.
+ */
+static void
+session_peer_record(struct session *s, enum txlimit_side side, char dir,
+    const char *kind, int code, const struct tx_field *f, size_t nf,
+    const char *text, size_t len)
+{
+	unsigned long n;
+	const char *prev;
+
+	if (txlimit_repeat(&s->limit, side, kind, code, text, len, &n, &prev))
+		return;
+	if (n > 0)
+		session_repeats_note(s, side, n, prev);
+	if (txlimit_admit(&s->limit)) {
+		transcript_record(s->id, SESSION_SERVICE(s), dir, kind, code, f,
+		    nf, text, len);
+		return;
+	}
+	if (s->limit.unwritten == 1)
+		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "note", 0,
+		    NULL, 0, "transcript limit: this session wrote %lu records; "
+		    "later ones are counted, not written (max_records)",
+		    s->limit.written);
+}
+
+/* The session ends: the repeats not reported yet. */
+static void
+session_repeats_flush(struct session *s)
+{
+	enum txlimit_side side;
+	unsigned long n;
+	const char *prev;
+
+	for (side = 0; side < TXLIMIT_NSIDES; side++)
+		if ((n = txlimit_take_repeats(&s->limit, side, &prev)) > 0)
+			session_repeats_note(s, side, n, prev);
+}
+
 /* Transcript records from the parser of the relayed bytes. */
 static void
 session_parser_cb(const struct smtp_rec *rec, void *arg)
@@ -269,8 +338,10 @@ session_parser_cb(const struct smtp_rec *rec, void *arg)
 		dir = '*';
 	else
 		dir = rec->dir == SMTP_CLIENT ? 'C' : 'S';
-	transcript_record(s->id, SESSION_SERVICE(s), dir, kind, rec->code,
-	    side, rec->kind == SMTP_REC_NOTE ? 1 : 0, rec->text, rec->len);
+	session_peer_record(s, rec->kind == SMTP_REC_NOTE ? TXLIMIT_NOTE :
+	    rec->dir == SMTP_CLIENT ? TXLIMIT_CLIENT : TXLIMIT_SERVER, dir, kind,
+	    rec->code, side, rec->kind == SMTP_REC_NOTE ? 1 : 0, rec->text,
+	    rec->len);
 }
 
 /*
@@ -349,6 +420,7 @@ session_summary(struct session *s)
 		TXF_NUM("messages_accepted", st ? st->messages_accepted : 0),
 		TXF_NUM("messages_rejected", st ? st->messages_rejected : 0),
 		TXF_STR("failure", s->failure),
+		TXF_NUM("records_unwritten", s->limit.unwritten),
 	};
 	struct strbuf sb;
 
@@ -371,6 +443,9 @@ session_summary(struct session *s)
 	strbuf_printf(&sb, ", messages %llu accepted %llu rejected",
 	    st ? (unsigned long long)st->messages_accepted : 0ULL,
 	    st ? (unsigned long long)st->messages_rejected : 0ULL);
+	if (s->limit.unwritten > 0)
+		strbuf_printf(&sb, ", %lu records not written (max_records)",
+		    s->limit.unwritten);
 	if (s->failure != NULL)
 		strbuf_printf(&sb, ", failed: %s", s->failure);
 	transcript_record(s->id, SESSION_SERVICE(s), '*', "summary", 0, f,
@@ -418,6 +493,7 @@ session_close(struct session *s, const char *why)
 		smtp_eof(s->parser, SMTP_CLIENT);
 		smtp_eof(s->parser, SMTP_SERVER);
 	}
+	session_repeats_flush(s);
 	if (why != NULL) {
 		struct tx_field f[] = { TXF_STR("reason", why) };
 
@@ -444,6 +520,7 @@ session_close(struct session *s, const char *why)
 	reply_free(&s->reply);
 	free(s->failure);
 	s->failure = NULL;
+	txlimit_free(&s->limit);
 	event_free(s->timer);
 	s->timer = NULL;
 	if (s->prev != NULL)
@@ -1520,6 +1597,7 @@ session_start(struct service *svc, int fd, const struct sockaddr *sa,
 	} while (s->id == 0);
 	s->start = session_mono();
 	strbuf_init(&s->greeting, GREETING_MAX);
+	txlimit_init(&s->limit, svc->opts->max_records);
 	session_sockaddr(sa, salen, s->client_addr, sizeof s->client_addr);
 	if (getsockname(fd, (struct sockaddr *)&local, &locallen) == 0)
 		session_sockaddr((struct sockaddr *)&local, locallen,

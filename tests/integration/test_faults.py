@@ -1893,3 +1893,73 @@ def test_f42_sigterm_while_the_server_lingers(inv):
     assert re.search(r"^\S+ [0-9a-f]{8} \* verdict: ", t, re.M), t[-2000:]
     assert re.search(r"^\S+ [0-9a-f]{8} \* summary: ", t, re.M), t[-2000:]
     inv.check(exited=(0,))
+
+
+# ---------------------------------------------------------------------------------
+# row 13 again: what one session may write to the transcript
+# ---------------------------------------------------------------------------------
+
+def _flood(m, line, n):
+    got = []
+    rt = threading.Thread(target=_reader, args=(m, n, got))
+    rt.start()
+    batch = 10000
+    for i in range(0, n, batch):
+        m.send(line * min(batch, n - i))
+    rt.join(120)
+    return got
+
+
+@pytest.mark.parametrize("flood,fmt", [("bare-lf", "text"), ("bare-lf", "json"),
+                                       ("crlf", "text"), ("noop", "text"),
+                                       ("noop", "json")])
+def test_f13_repeated_lines_are_counted(inv, flood, fmt):
+    """The same line again and again (bare LFs made 36-57 times their size in
+    transcript) is written a few times, then counted: the transcript stays
+    smaller than what the client sent, and says how many."""
+    n = int(os.environ.get("SMTPTAP_FAULT_REPEATS", "50000"))
+    line = {"bare-lf": b"\n", "crlf": b"\r\n", "noop": b"NOOP\r\n"}[flood]
+    srv, tap = inv.relay_tap(None, "starttls", "--format", fmt)
+    with Mua(tap.port, timeout=120) as m:
+        session_prologue(m)
+        got = _flood(m, line, n)
+        assert len(got) == n, got[-3:]
+        finish(m)
+    poll(lambda: re.search(r"summary: |\"kind\": ?\"summary\"", tap.transcript()),
+         what="the summary")
+    size = len(tap.transcript_bytes())
+    assert size < n * len(line), "transcript %d bytes for %d bytes of %s" % (
+        size, n * len(line), flood)
+    t = tap.transcript()
+    counts = [int(c) for c in re.findall(r"sent the line \\?\"[^\"]*\\?\" (\d+) more times",
+                                         t)]
+    assert counts and max(counts) >= n - 10, t[-3000:]
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+def test_f13_records_beyond_the_budget_are_counted(inv):
+    """Lines that all differ are written up to max_records, then counted; the
+    verdict and summary are still written."""
+    n = 3000
+    srv, tap = inv.relay_tap(None, "starttls", "--max-records", "1000")
+    with Mua(tap.port, timeout=120) as m:
+        session_prologue(m)
+        got = _flood(m, b"", 0)
+        lines = b"".join(b"NOOP %d\r\n" % i for i in range(n))
+        rt = threading.Thread(target=_reader, args=(m, n, got))
+        rt.start()
+        m.send(lines)
+        rt.join(60)
+        assert len(got) == n
+        finish(m)
+    t = tap.wait_summary(1)
+    assert "transcript limit: this session wrote 1000 records" in t, t[-2000:]
+    m_ = re.search(r"summary: .*, (\d+) records not written \(max_records\)", t)
+    assert m_ and int(m_.group(1)) >= n - 1000, t[-2000:]
+    assert "NOOP 10\n" in t and "NOOP %d\n" % (n - 1) not in t
+    assert re.search(r"\* verdict: ", t)
+    session_lines = [r for r in t.splitlines() if re.match(r"^\S+ [0-9a-f]{8} ", r)]
+    assert len(session_lines) < 1000 + 40, len(session_lines)
+    relayed_both_ways(inv, m, srv.peer())
+    inv.check()
