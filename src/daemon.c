@@ -43,6 +43,8 @@
 #include "xmalloc.h"
 
 #define EXIT_CONFIG	78
+/* Memory set aside so that an allocation failure ends one session only. */
+#define DAEMON_RESERVE	(1024 * 1024)
 
 struct generation {
 	struct conf		 conf;
@@ -666,6 +668,8 @@ daemon_main(const struct options *cli)
 	if ((d.base = daemon_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	transcript_attach(d.base);
+	/* Headroom for a session to fail cleanly when memory runs out. */
+	xmalloc_reserve(DAEMON_RESERVE);
 	if ((d.dns = daemon_dns(d.base, g->resolv_conf, &cause)) == NULL) {
 		status = EXIT_CONFIG;
 		goto out;

@@ -123,6 +123,7 @@ struct session {
 	uint64_t		 bytes_s2c;
 	char			*failure;	/* why the session failed, for the summary */
 	struct txlimit		 limit;		/* what the relayed bytes may write */
+	int			 oom;		/* an allocation failed for it */
 	struct session		*prev, *next;	/* svc->head */
 };
 
@@ -137,6 +138,13 @@ static void	session_cli_writecb(struct bufferevent *, void *);
 static void	session_cli_eventcb(struct bufferevent *, short, void *);
 static void	session_close(struct session *, const char *);
 static void	session_write_now(struct bufferevent *);
+/* What libevent calls: the callbacks above, inside session_guard_enter(). */
+static void	session_up_readcb_g(struct bufferevent *, void *);
+static void	session_up_writecb_g(struct bufferevent *, void *);
+static void	session_up_eventcb_g(struct bufferevent *, short, void *);
+static void	session_cli_readcb_g(struct bufferevent *, void *);
+static void	session_cli_writecb_g(struct bufferevent *, void *);
+static void	session_cli_eventcb_g(struct bufferevent *, short, void *);
 
 static const char *
 session_state_name(enum session_state st)
@@ -645,8 +653,8 @@ session_start_relay(struct session *s)
 	s->last_activity = session_mono();
 	if (s->parser == NULL)	/* may exist: smtptap's EHLO fed it */
 		s->parser = smtp_new(session_parser_cb, s);
-	bufferevent_setcb(s->up, session_up_readcb, session_up_writecb,
-	    session_up_eventcb, s);
+	bufferevent_setcb(s->up, session_up_readcb_g, session_up_writecb_g,
+	    session_up_eventcb_g, s);
 	bufferevent_write(s->cli, s->greeting.buf, s->greeting.len);
 	smtp_feed(s->parser, SMTP_SERVER, s->greeting.buf, s->greeting.len);
 	s->bytes_s2c += s->greeting.len;
@@ -719,8 +727,8 @@ session_start_tls(struct session *s)
 	bufferevent_openssl_set_allow_dirty_shutdown(filter, 1);
 	bufferevent_set_max_single_read(filter, MAX_SINGLE_READ);
 	bufferevent_set_max_single_write(filter, MAX_SINGLE_WRITE);
-	bufferevent_setcb(filter, session_up_readcb, session_up_writecb,
-	    session_up_eventcb, s);
+	bufferevent_setcb(filter, session_up_readcb_g, session_up_writecb_g,
+	    session_up_eventcb_g, s);
 	/* Starts the handshake: the ClientHello goes out from here. */
 	bufferevent_enable(filter, EV_READ | EV_WRITE);
 	session_write_now(filter);
@@ -1169,7 +1177,7 @@ session_up_fin_after(struct session *s)
 	if (evbuffer_get_length(out) == 0)
 		shutdown(bufferevent_getfd(s->up), SHUT_WR);
 	else
-		evbuffer_add_cb(out, session_up_fin_cb, s);
+		evbuffer_add_cb(out, session_up_fin_cb, s);	/* allocates nothing */
 }
 
 /*
@@ -1476,7 +1484,8 @@ session_cli_eventcb(struct bufferevent *bev, short what, void *arg)
  * RFC 5321 3.8) before the connection closes. Ends the session.
  */
 static void
-session_timeout_421(struct session *s, const char *why, double limit)
+session_end_421(struct session *s, const char *status, const char *why,
+    const char *detail)
 {
 	struct strbuf line;
 
@@ -1485,7 +1494,7 @@ session_timeout_421(struct session *s, const char *why, double limit)
 	if (s->cli != NULL && s->parser != NULL && smtp_reply_boundary(s->parser) &&
 	    evbuffer_get_length(bufferevent_get_output(s->cli)) == 0) {
 		strbuf_init(&line, 0);
-		strbuf_printf(&line, "421 4.4.2 smtptap: %s (%gs)", why, limit);
+		strbuf_printf(&line, "421 %s smtptap: %s%s", status, why, detail);
 		transcript_note(s->id, "to client: %s", strbuf_str(&line));
 		strbuf_add(&line, "\r\n", 2);
 		bufferevent_write(s->cli, line.buf, line.len);
@@ -1495,6 +1504,15 @@ session_timeout_421(struct session *s, const char *why, double limit)
 		return;
 	}
 	session_close(s, why);
+}
+
+static void
+session_timeout_421(struct session *s, const char *why, double limit)
+{
+	char detail[64];
+
+	snprintf(detail, sizeof detail, " (%gs)", limit);
+	session_end_421(s, "4.4.2", why, detail);
 }
 
 static void
@@ -1568,8 +1586,8 @@ session_connected_cb(struct bufferevent *bev, const char *status,
 	bufferevent_set_max_single_read(bev, MAX_SINGLE_READ);
 	bufferevent_set_max_single_write(bev, MAX_SINGLE_WRITE);
 	session_reader_install(bev);
-	bufferevent_setcb(bev, session_up_readcb, session_up_writecb,
-	    session_up_eventcb, s);
+	bufferevent_setcb(bev, session_up_readcb_g, session_up_writecb_g,
+	    session_up_eventcb_g, s);
 	/* EV_WRITE is on since the bufferevent was made; enabling it again
 	 * would arm the write event with nothing to write: two epoll_ctl
 	 * calls and a loop turn for nothing. */
@@ -1582,11 +1600,80 @@ session_connected_cb(struct bufferevent *bev, const char *status,
 	session_enter(s, SESSION_GREETING);
 }
 
-void
-session_start(struct service *svc, int fd, const struct sockaddr *sa,
-    socklen_t salen)
+/*
+ * Allocation failures while a session's callback runs are that session's:
+ * it ends with a 421 once the callback returns (xmalloc.h). Callbacks may
+ * nest (a write triggers a write callback): the outermost one decides.
+ */
+static int	session_guard_depth;
+
+static void
+session_guard_enter(struct session *s)
 {
-	struct session *s = xcalloc(1, sizeof *s);
+	if (session_guard_depth++ == 0)
+		xmalloc_blame(&s->oom);
+}
+
+static void
+session_guard_leave(struct session *s)
+{
+	if (--session_guard_depth > 0)
+		return;
+	xmalloc_blame(NULL);
+	if (!s->oom) {
+		/* Another thread (the transcript writer) may have spent it. */
+		(void)xmalloc_refill();
+		return;
+	}
+	s->oom = 0;
+	if (s->state != SESSION_CLOSED) {
+		log_warnx("session %08x: out of memory: closing it", s->id);
+		if (s->state < SESSION_RELAY)
+			session_fail(s, "4.3.0", NULL, "out of memory");
+		else {
+			free(s->failure);
+			s->failure = xstrdup("out of memory");
+			session_end_421(s, "4.3.0", "out of memory", "");
+		}
+	}
+	/* Ready for the next failure, or the one after that is fatal. */
+	if (xmalloc_refill() != 0)
+		log_warnx("out of memory: no reserve left");
+}
+
+#define SESSION_GUARDED(name, params, args)				\
+static void								\
+name##_g params								\
+{									\
+	struct session *s = arg;					\
+									\
+	session_guard_enter(s);						\
+	name args;							\
+	session_guard_leave(s);						\
+}
+
+SESSION_GUARDED(session_up_readcb, (struct bufferevent *bev, void *arg),
+    (bev, arg))
+SESSION_GUARDED(session_up_writecb, (struct bufferevent *bev, void *arg),
+    (bev, arg))
+SESSION_GUARDED(session_up_eventcb,
+    (struct bufferevent *bev, short what, void *arg), (bev, what, arg))
+SESSION_GUARDED(session_cli_readcb, (struct bufferevent *bev, void *arg),
+    (bev, arg))
+SESSION_GUARDED(session_cli_writecb, (struct bufferevent *bev, void *arg),
+    (bev, arg))
+SESSION_GUARDED(session_cli_eventcb,
+    (struct bufferevent *bev, short what, void *arg), (bev, what, arg))
+SESSION_GUARDED(session_timer_cb,
+    (evutil_socket_t fd, short what, void *arg), (fd, what, arg))
+SESSION_GUARDED(session_connected_cb, (struct bufferevent *bev,
+    const char *status, const char *reason, void *arg),
+    (bev, status, reason, arg))
+
+static void
+session_begin(struct session *s, struct service *svc, int fd,
+    const struct sockaddr *sa, socklen_t salen)
+{
 	struct sockaddr_storage local;
 	socklen_t locallen = sizeof local;
 
@@ -1620,7 +1707,7 @@ session_start(struct service *svc, int fd, const struct sockaddr *sa,
 		svc->head->prev = s;
 	svc->head = s;
 
-	s->timer = evtimer_new(svc->base, session_timer_cb, s);
+	s->timer = evtimer_new(svc->base, session_timer_cb_g, s);
 	s->reaper = event_new(svc->base, -1, 0, session_reap_cb, s);
 	s->cli = bufferevent_socket_new(svc->base, fd,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -1634,8 +1721,8 @@ session_start(struct service *svc, int fd, const struct sockaddr *sa,
 	session_nodelay(fd, 1);
 	bufferevent_set_max_single_read(s->cli, MAX_SINGLE_READ);
 	session_reader_install(s->cli);
-	bufferevent_setcb(s->cli, session_cli_readcb, session_cli_writecb,
-	    session_cli_eventcb, s);
+	bufferevent_setcb(s->cli, session_cli_readcb_g, session_cli_writecb_g,
+	    session_cli_eventcb_g, s);
 	/* Read only to notice a client that leaves early; relay nothing yet. */
 	bufferevent_setwatermark(s->cli, EV_READ, 0, PRE_RELAY_HOLD);
 	/* EV_WRITE is on from creation (see session_connected_cb). */
@@ -1643,7 +1730,19 @@ session_start(struct service *svc, int fd, const struct sockaddr *sa,
 
 	s->state = SESSION_CONNECTING;
 	s->connector = upstream_connect(svc->base, svc->dns, &svc->opts->upstream,
-	    svc->opts->connect_timeout, s->id, svc->name, session_connected_cb, s);
+	    svc->opts->connect_timeout, s->id, svc->name, session_connected_cb_g,
+	    s);
 	if (s->connector == NULL)
 		session_fail(s, "4.3.0", NULL, "out of resources");
+}
+
+void
+session_start(struct service *svc, int fd, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	struct session *s = xcalloc(1, sizeof *s);
+
+	session_guard_enter(s);
+	session_begin(s, svc, fd, sa, salen);
+	session_guard_leave(s);
 }

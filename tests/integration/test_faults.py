@@ -544,7 +544,10 @@ def test_f09_command_split_at_every_byte(inv):
         finish(m)
     t = tap.wait_summary(1)
     lines = re.findall(r" C: (NOOP.*)$", t, re.M)
-    assert lines == ["NOOP split-me"] * len(cmd), lines
+    # Each arrived whole; after three, the same line is counted, not written.
+    assert lines == ["NOOP split-me"] * 3, lines
+    assert 'the client sent the line "NOOP split-me" %d more times' % (len(cmd) - 3) in t
+
     relayed_both_ways(inv, m, srv.peer())
     inv.check()
 
@@ -572,8 +575,12 @@ def test_f10_pipeline_beyond_buffers_one_segment(inv):
     t = tap.wait_summary(1)
     cmds = re.findall(r" C: NOOP (\d{5})$", t, re.M)
     assert cmds == ["%05d" % i for i in range(n)], "commands not all logged in order"
-    # each reply may carry its meaning and, pipelined, the command it answers
-    assert len(re.findall(r" S: 250 2\.0\.0 ok\b", t, re.M)) >= n
+    # each reply may carry its meaning and, pipelined, the command it answers;
+    # the same reply over and over is counted
+    written = len(re.findall(r" S: 250 2\.0\.0 ok\b", t, re.M))
+    counted = sum(int(c) for c in re.findall(
+        r'the server sent the line "250 2\.0\.0 ok[^"]*" (\d+) more times', t))
+    assert written + counted >= n, (written, counted)
     relayed_both_ways(inv, m, srv.peer())
     inv.check()
 
@@ -1962,4 +1969,89 @@ def test_f13_records_beyond_the_budget_are_counted(inv):
     session_lines = [r for r in t.splitlines() if re.match(r"^\S+ [0-9a-f]{8} ", r)]
     assert len(session_lines) < 1000 + 40, len(session_lines)
     relayed_both_ways(inv, m, srv.peer())
+    inv.check()
+
+
+# ---------------------------------------------------------------------------------
+# row 62: allocation failure
+# ---------------------------------------------------------------------------------
+
+def _one_message(port, i, outcomes):
+    """A session that sends one message; records how it ended."""
+    body = b"Subject: oom %d\r\n\r\n" % i + pattern(20000, i).hex().encode()[:20000] + \
+        b"\r\n"
+    try:
+        with Mua(port, timeout=30) as m:
+            code, lines = m.reply()
+            if code != 220:
+                outcomes.append(("421", lines))
+                return
+            for cmd, want in ((b"EHLO mua.example\r\n", 250),
+                              (b"MAIL FROM:<a@example.org>\r\n", 250),
+                              (b"RCPT TO:<b@example.org>\r\n", 250),
+                              (b"DATA\r\n", 354)):
+                m.send(cmd)
+                code, lines = m.reply()
+                if code != want:
+                    outcomes.append(("421" if code == 421 else "other", lines))
+                    return
+            m.send(body + b".\r\n")
+            code, lines = m.reply()
+            if code != 250:
+                outcomes.append(("421" if code == 421 else "other", lines))
+                return
+            m.send(b"QUIT\r\n")
+            m.reply()
+            outcomes.append(("sent", hashlib.sha256(body + b".\r\n").hexdigest()))
+    except (OSError, EOFError) as e:
+        outcomes.append(("closed", repr(e)))
+
+
+def test_f62_allocation_failure_ends_one_session(inv):
+    """Every few thousandth allocation fails (SMTPTAP_TEST_FAIL_ALLOC, in the
+    release and the sanitizer build alike): the session that could not
+    allocate ends with "421 4.3.0 smtptap: out of memory", the others deliver
+    their message unchanged, and smtptap goes on."""
+    srv = inv.server(good())
+    log = str(inv.tmp_path / "oom.transcript")
+    env = dict(os.environ, SMTPTAP_TEST_FAIL_ALLOC="400+250")
+    tap = inv.rawtap(["-o", log, "--ca-file", inv.pki.ca, "--tls", "starttls",
+                      srv.address], env=env)
+    outcomes = []
+    for batch in range(6):
+        threads = [threading.Thread(target=_one_message, args=(tap.port, batch * 5 + i,
+                                                                outcomes))
+                   for i in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    kinds = [o[0] for o in outcomes]
+    assert len(outcomes) == 30, outcomes
+    assert "421" in kinds, "no session ended with a 421: %r" % outcomes
+    assert "sent" in kinds, "no session got through: %r" % outcomes
+    for kind, detail in outcomes:
+        if kind == "421":
+            assert any(b"smtptap: out of memory" in ln for ln in detail), detail
+        assert kind in ("sent", "421"), (kind, detail)
+    # What was accepted arrived unchanged.
+    sent = sorted(d for k, d in outcomes if k == "sent")
+    got = sorted(h for p in srv.peers for _, h in p.messages)
+    assert set(sent) <= set(got), (sent, got)
+    t = tap.transcript()
+    ended = re.findall(r"^\S+ ([0-9a-f]{8}) \* to client: 421 4\.3\.0 smtptap: out of "
+                       r"memory$", t, re.M)
+    # (the start-up probe and the last session may meet a failure too)
+    assert len(ended) >= kinds.count("421"), (ended, outcomes)
+    for sid in ended:
+        assert re.search(r"^\S+ %s \* summary: .*failed: out of memory$" % sid, t, re.M)
+        assert "session %s: out of memory: closing it" % sid in tap.stderr()
+    assert tap.proc.poll() is None
+    # And sessions go on (failures still come every 250th allocation).
+    later = []
+    for i in range(10):
+        _one_message(tap.port, 100 + i, later)
+        if later[-1][0] == "sent":
+            break
+    assert later[-1][0] == "sent", later
     inv.check()
