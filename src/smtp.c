@@ -240,6 +240,8 @@ struct smtp {
 	int			 auth_final;	/* a final reply was seen */
 	int			 auth_challenged; /* a 334 awaits the client's line */
 	int			 auth_noted;	/* the choice was noted once */
+	int			 auth_invalid;	/* not decoded: masked past the verb */
+	int			 auth_secret;	/* a client line may have held one */
 	/*
 	 * An AUTH was sent and no plain command has followed its success:
 	 * a client line that is not plainly a command may be a secret.
@@ -1492,6 +1494,8 @@ smtp_sasl_line(struct smtp *p, int eof)
 		sasl_client(p->sasl, (const char *)l->buf, len, 0, &p->tmp);
 	if (len == 1 && l->buf[0] == '*')
 		p->auth_cancelled = 1;
+	if (!sasl_last_public(p->sasl))
+		p->auth_secret = 1;
 	smtp_auth_diag(p, strbuf_str(&p->tmp), p->tmp.len);
 	if (p->desync)
 		smtp_hidden(p, len, 0);
@@ -1621,6 +1625,8 @@ smtp_auth_command(struct smtp *p, const unsigned char *s, size_t len,
 	else
 		p->sasl = sasl_new_invalid(len - verb);
 	p->auth_ir = a.valid && a.ir < a.ir_end;
+	p->auth_invalid = !a.valid;
+	p->auth_secret = !a.valid || p->auth_ir;
 	p->auth_cancelled = 0;
 	p->auth_final = 0;
 	free(p->auth_diag);
@@ -2278,16 +2284,22 @@ smtp_reply_verb(const struct smtp *p)
 
 /*
  * The reply answers a client line that was not shown: servers often quote
- * the command they refuse ('500 Error: command "X" not recognized'), so
- * its text is not shown either.
+ * the command they refuse ('500 Error: command "X" not recognized', "504
+ * mechanism X not available"), so its text is not shown either. So for a
+ * refusal of AUTH (500-504) after a line that may have held a secret, and
+ * for any final reply to an AUTH line that was not decoded.
  */
 static int
-smtp_reply_quotes_hidden(const struct smtp *p)
+smtp_reply_quotes_hidden(const struct smtp *p, int code)
 {
 	enum smtp_cmd h;
 
-	if (p->count == 0 || smtp_answers_auth(p))
+	if (p->count == 0)
 		return 0;
+	if (smtp_answers_auth(p))
+		return code != 334 && (p->auth_invalid ||
+		    (p->auth_secret && (code == 0 || (code >= 500 &&
+		    code <= 504))));
 	h = smtp_head(p);
 	return h == SMTP_CMD_MASKED || h == SMTP_CMD_JUNK;
 }
@@ -2331,7 +2343,7 @@ smtp_server_line(struct smtp *p, int eof)
 	enh[0] = '\0';
 	if (code != 0)
 		status_parse(code, (const char *)l->buf, kept, enh);
-	if (smtp_reply_quotes_hidden(p))
+	if (smtp_reply_quotes_hidden(p, code))
 		smtp_reply_hidden(p, l->buf, len, code, enh, eof);
 	else
 		smtp_line_text(p, l, len, crlf, eof);
