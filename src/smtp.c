@@ -2285,9 +2285,10 @@ smtp_reply_verb(const struct smtp *p)
 /*
  * The reply answers a client line that was not shown: servers often quote
  * the command they refuse ('500 Error: command "X" not recognized', "504
- * mechanism X not available"), so its text is not shown either. So for a
- * refusal of AUTH (500-504) after a line that may have held a secret, and
- * for any final reply to an AUTH line that was not decoded.
+ * mechanism X not available", '535 failed: "AUTH PLAIN ..."'), so its
+ * text is not shown either. So for a refusal of AUTH after a line that may
+ * have held a secret, and for any final reply to an AUTH line that was not
+ * decoded; a 334 is decoded, and a success quotes nothing.
  */
 static int
 smtp_reply_quotes_hidden(const struct smtp *p, int code)
@@ -2298,8 +2299,7 @@ smtp_reply_quotes_hidden(const struct smtp *p, int code)
 		return 0;
 	if (smtp_answers_auth(p))
 		return code != 334 && (p->auth_invalid ||
-		    (p->auth_secret && (code == 0 || (code >= 500 &&
-		    code <= 504))));
+		    (p->auth_secret && code / 100 != 2));
 	h = smtp_head(p);
 	return h == SMTP_CMD_MASKED || h == SMTP_CMD_JUNK;
 }
