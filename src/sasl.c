@@ -13,6 +13,7 @@
  *   the mechanism defines it. Otherwise it is masked whole and the reason is
  *   named: a misplaced separator must not turn a password into a user name.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,9 +49,9 @@ struct sasl_mechdef {
 
 struct sasl {
 	const struct sasl_mechdef *def;
-	char		 mech[32];
+	char		 mech[SASL_MECH_SHOW];
 	unsigned int	 round;		/* client payloads seen */
-	int		 expect_pass;	/* the server asked for a password */
+	int		 prompt;	/* LOGIN: the prompt before the first */
 	int		 done;		/* cancelled: everything after is masked */
 	int		 public;	/* last client line held no secret */
 	int		 plus;		/* a -PLUS mechanism: channel binding */
@@ -112,6 +113,14 @@ static const struct sasl_mechdef sasl_opaque = {
 	NULL, sasl_opaque_client, NULL, 0
 };
 
+/* What the LOGIN prompt before the first client response asked for. */
+enum sasl_prompt {
+	SASL_PROMPT_NONE,	/* no prompt: the client spoke first */
+	SASL_PROMPT_USER,	/* a user name, or an empty prompt */
+	SASL_PROMPT_PASS,	/* a password */
+	SASL_PROMPT_OTHER,	/* not understood */
+};
+
 static int
 sasl_upper(int c)
 {
@@ -129,18 +138,55 @@ sasl_name_eq(const char *p, size_t n, const char *name)
 	return name[n] == '\0';
 }
 
-struct sasl *
-sasl_new(const char *mech, size_t mechlen)
+int
+sasl_mech_valid(const char *name, size_t len)
+{
+	size_t i;
+	int c;
+
+	if (len == 0 || len > SASL_MECH_NAME_MAX)
+		return 0;
+	for (i = 0; i < len; i++) {
+		c = sasl_upper((unsigned char)name[i]);
+		if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '_'))
+			return 0;
+	}
+	return 1;
+}
+
+static struct sasl *
+sasl_alloc(void)
 {
 	struct sasl *s = xcalloc(1, sizeof *s);
-	size_t i, n;
-	int c;
 
 	strbuf_init(&s->user, SASL_USER_MAX);
 	strbuf_init(&s->gs2, SASL_KEEP_MAX);
 	strbuf_init(&s->cnonce, SASL_KEEP_MAX);
 	strbuf_init(&s->snonce, SASL_KEEP_MAX);
 	s->def = &sasl_opaque;
+	return s;
+}
+
+struct sasl *
+sasl_new_invalid(size_t len)
+{
+	struct sasl *s = sasl_alloc();
+
+	snprintf(s->mech, sizeof s->mech, "<invalid mechanism, %zu bytes>",
+	    len);
+	return s;
+}
+
+struct sasl *
+sasl_new(const char *mech, size_t mechlen)
+{
+	struct sasl *s;
+	size_t i, n;
+
+	if (!sasl_mech_valid(mech, mechlen))
+		return sasl_new_invalid(mechlen);
+	s = sasl_alloc();
 	for (i = 0; i < sizeof sasl_mechs / sizeof sasl_mechs[0]; i++)
 		if (sasl_name_eq(mech, mechlen, sasl_mechs[i].name))
 			s->def = &sasl_mechs[i];
@@ -148,16 +194,9 @@ sasl_new(const char *mech, size_t mechlen)
 		n = strlen(s->def->name);
 		s->plus = n > 5 && strcmp(s->def->name + n - 5, "-PLUS") == 0;
 	}
-	/* RFC 4422 names are [A-Z0-9-_]; anything else shows as '?'. */
-	n = mechlen < sizeof s->mech - 1 ? mechlen : sizeof s->mech - 1;
-	for (i = 0; i < n; i++) {
-		c = sasl_upper((unsigned char)mech[i]);
-		if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '_'))
-			c = '?';
-		s->mech[i] = (char)c;
-	}
-	s->mech[n] = '\0';
+	for (i = 0; i < mechlen; i++)
+		s->mech[i] = (char)sasl_upper((unsigned char)mech[i]);
+	s->mech[mechlen] = '\0';
 	return s;
 }
 
@@ -508,35 +547,124 @@ sasl_plain_client(struct sasl *s, const unsigned char *p, size_t n,
 
 /* ---- LOGIN (draft-murchison-sasl-login): user, then password ---- */
 
+/*
+ * Clients answer LOGIN by position: user name first, then password,
+ * whatever the prompts say. So the second response is the password, and
+ * the first is shown as the user name only when nothing suggests that the
+ * server asked for a password first. Prompts are free text in any
+ * language: one that names neither is not understood, and then the first
+ * response is masked too.
+ */
 static void
 sasl_login_client(struct sasl *s, const unsigned char *p, size_t n,
     struct strbuf *out)
 {
-	if (s->round == 0 && !s->expect_pass) {
-		sasl_field(out, "user", p, n);
-		sasl_set_user(s, p, n);
-		s->public = 1;
-	} else if (s->round <= 1) {
+	if (s->round > 1) {
+		sasl_mask(out, p, n);
+		return;
+	}
+	if (s->round == 1 || s->prompt == SASL_PROMPT_PASS) {
 		sasl_label(out, "password");
 		sasl_mask(out, p, n);
-	} else
+		return;
+	}
+	if (s->prompt == SASL_PROMPT_OTHER) {
+		sasl_label(out, "user or password");
 		sasl_mask(out, p, n);
+		strbuf_adds(out, " (the prompt does not say which)");
+		return;
+	}
+	sasl_field(out, "user", p, n);
+	sasl_set_user(s, p, n);
+	s->public = 1;
 }
 
-/* Case-insensitive search for "pass", length-based (challenges may hold NUL). */
+/*
+ * Words of LOGIN prompts, lower case: ASCII is compared in any case, other
+ * bytes as they are, so other scripts give stems without the first letter
+ * that could be a capital (UTF-8: "арол" of "Пароль", "密", "パス", ...).
+ */
+static const char *const sasl_pass_words[] = {
+	"pass", "contrase", "senha", "kennwort", "wachtwoord", "l\xc3\xb6sen",
+	"losen", "has\xc5\x82o", "haslo", "parol", "parool", "heslo", "jelsz",
+	"salasana", "adgangskode", "ifre", "geslo", "lozink",
+	"slapta", "secret", "token", "sandi", "m\xe1\xba\xadt kh",
+	"\xd0\xb0\xd1\x80\xd0\xbe\xd0\xbb",			/* (п)арол */
+	"\xcf\x89\xce\xb4\xce\xb9\xce\xba",			/* (κ)ωδικ */
+	"\xe5\xaf\x86",					/* 密 */
+	"\xe3\x83\x91\xe3\x82\xb9",				/* パス */
+	"\xeb\xb9\x84\xeb\xb0\x80",				/* 비밀 */
+	"\xd7\xa1\xd7\x99\xd7\xa1\xd7\x9e",			/* סיסמ */
+	"\xd9\x85\xd8\xb1\xd9\x88\xd8\xb1",			/* مرور */
+	"\xe0\xb8\xa3\xe0\xb8\xab\xe0\xb8\xb1\xe0\xb8\xaa",	/* รหัส */
+	"\xe0\xa4\xaa\xe0\xa4\xbe\xe0\xa4\xb8",		/* पास */
+};
+
+static const char *const sasl_user_words[] = {
+	"user", "name", "login", "usu", "utilisateur", "identifiant",
+	"benutzer", "nutzer", "utente", "nome", "gebruiker", "anv\xc3\xa4ndar",
+	"anvandar", "u\xc5\xbcytkownik", "uzytkownik", "kullan", "account",
+	"\xd0\xbe\xd0\xbb\xd1\x8c\xd0\xb7",			/* (п)ольз */
+	"\xd0\xbe\xd0\xb3\xd0\xb8\xd0\xbd",			/* (л)огин */
+	"\xe7\x94\xa8\xe6\x88\xb7",				/* 用户 */
+	"\xe5\xb8\xb3\xe8\x99\x9f",				/* 帳號 */
+	"\xe3\x83\xa6\xe3\x83\xbc\xe3\x82\xb6",		/* ユーザ */
+	"\xec\x82\xac\xec\x9a\xa9\xec\x9e\x90",		/* 사용자 */
+};
+
+/* Length-based (prompts may hold NUL); ASCII letters in any case. */
+static int
+sasl_has_word(const unsigned char *p, size_t n, const char *word)
+{
+	size_t i, k, wn = strlen(word);
+
+	for (i = 0; i + wn <= n; i++) {
+		for (k = 0; k < wn; k++)
+			if (sasl_upper(p[i + k]) !=
+			    sasl_upper((unsigned char)word[k]))
+				break;
+		if (k == wn)
+			return 1;
+	}
+	return 0;
+}
+
+static int
+sasl_has_any(const unsigned char *p, size_t n, const char *const *words,
+    size_t nwords)
+{
+	size_t i;
+
+	for (i = 0; i < nwords; i++)
+		if (sasl_has_word(p, n, words[i]))
+			return 1;
+	return 0;
+}
+
+static enum sasl_prompt
+sasl_login_prompt(const unsigned char *p, size_t n)
+{
+	size_t i, blank = 1;
+
+	for (i = 0; i < n; i++)
+		if (p[i] != '\0' && p[i] != ' ' && p[i] != '\t')
+			blank = 0;
+	if (blank)
+		return SASL_PROMPT_USER;
+	if (sasl_has_any(p, n, sasl_pass_words, SASL_NELEM(sasl_pass_words)))
+		return SASL_PROMPT_PASS;
+	if (sasl_has_any(p, n, sasl_user_words, SASL_NELEM(sasl_user_words)))
+		return SASL_PROMPT_USER;
+	return SASL_PROMPT_OTHER;
+}
+
 static int
 sasl_login_server(struct sasl *s, const unsigned char *p, size_t n,
     struct strbuf *out)
 {
-	size_t i;
-
 	(void)out;
-	for (i = 0; i + 4 <= n; i++)
-		if (sasl_upper(p[i]) == 'P' && sasl_upper(p[i + 1]) == 'A' &&
-		    sasl_upper(p[i + 2]) == 'S' && sasl_upper(p[i + 3]) == 'S') {
-			s->expect_pass = 1;
-			break;
-		}
+	if (s->round == 0)
+		s->prompt = sasl_login_prompt(p, n);
 	return 0;
 }
 
@@ -1429,6 +1557,9 @@ sasl_server(struct sasl *s, const char *text, size_t len, struct strbuf *out)
 
 	if ((dec = b64_decode(text, len, &declen, NULL)) == NULL) {
 		strbuf_adds(out, "(not base64)");
+		/* A prompt nobody can read may have asked for anything. */
+		if (s->round == 0)
+			s->prompt = SASL_PROMPT_OTHER;
 		return;
 	}
 	if (s->def->server == NULL || !s->def->server(s, dec, declen, out)) {

@@ -17,14 +17,30 @@ struct strbuf;
 struct sasl;
 
 /*
+ * Whether name is a SASL mechanism name (RFC 4422 3.1: 1 to 20 characters
+ * of A-Z, 0-9, "-" and "_"), in any case.
+ */
+#define SASL_MECH_NAME_MAX	20
+int		 sasl_mech_valid(const char *name, size_t len);
+
+/*
  * Start an attempt for the mechanism named in "AUTH <mech> [ir]" (any case).
  * Decoded: PLAIN, LOGIN, CRAM-MD5, DIGEST-MD5, SCRAM-SHA-1/-256/-512 and
  * their -PLUS variants, XOAUTH2, OAUTHBEARER, EXTERNAL. NTLM, GSSAPI and
- * unknown mechanisms are opaque: "<opaque, N bytes>", nothing decoded.
+ * unknown mechanisms are opaque: "<opaque, N bytes>", nothing decoded. So
+ * is a name that is not a valid mechanism name: it may hold anything the
+ * client sent (a password after a stray separator), so not a byte of it is
+ * kept.
  */
 struct sasl	*sasl_new(const char *mech, size_t mechlen);
+/* The same for a name known to be invalid, of len bytes, not kept. */
+struct sasl	*sasl_new_invalid(size_t len);
 
-/* The canonical upper-case mechanism name, e.g. "PLAIN". */
+/*
+ * The canonical upper-case mechanism name, e.g. "PLAIN", or for an invalid
+ * one "<invalid mechanism, N bytes>". At most SASL_MECH_SHOW - 1 bytes.
+ */
+#define SASL_MECH_SHOW		48
 const char	*sasl_mech(const struct sasl *);
 
 /*
@@ -62,6 +78,12 @@ void		 sasl_client_long(struct sasl *, size_t len, int initial,
 /*
  * Whether the last client line holds nothing secret (a LOGIN user name, a
  * cancel), so that the caller may show it as sent. 0 when in doubt.
+ *
+ * LOGIN goes by position: the first response (or the initial response) is
+ * the user name, the second the password, the rest are masked. The first
+ * is shown only when the server asked for it with a prompt that names a
+ * user (in one of several languages), an empty prompt, or none at all; a
+ * prompt that asks for a password, or one not understood, masks it.
  */
 int		 sasl_last_public(const struct sasl *);
 

@@ -40,6 +40,7 @@ enum smtp_cmd {
 	SMTP_CMD_OTHER,
 	SMTP_CMD_UNKNOWN,	/* merged after an overflow: kind lost */
 	SMTP_CMD_JUNK,		/* message data the server read as commands */
+	SMTP_CMD_MASKED,	/* a line not shown: it may hold a secret */
 	SMTP_CMD_EHLO,
 	SMTP_CMD_HELO,
 	SMTP_CMD_MAIL,
@@ -59,6 +60,7 @@ static const char *const smtp_cmd_verb[] = {
 	[SMTP_CMD_OTHER] = NULL,
 	[SMTP_CMD_UNKNOWN] = NULL,
 	[SMTP_CMD_JUNK] = NULL,
+	[SMTP_CMD_MASKED] = NULL,
 	[SMTP_CMD_EHLO] = "EHLO",
 	[SMTP_CMD_HELO] = "HELO",
 	[SMTP_CMD_MAIL] = "MAIL",
@@ -119,6 +121,7 @@ struct smtp_body {
 	int		 bdat;		/* counted chunks: no dot, no smuggling */
 	int		 prev_bare_lf;	/* the previous line ended in LF only */
 	int		 dot_early;	/* "." sent before the 354 */
+	int		 orphan;	/* DATA was refused: lines are commands */
 	unsigned int	 headers;
 	uint64_t	 more_headers;
 	uint64_t	 bytes;
@@ -237,6 +240,15 @@ struct smtp {
 	int			 auth_final;	/* a final reply was seen */
 	int			 auth_challenged; /* a 334 awaits the client's line */
 	int			 auth_noted;	/* the choice was noted once */
+	int			 auth_invalid;	/* not decoded: masked past the verb */
+	int			 auth_secret;	/* a client line may have held one */
+	/*
+	 * An AUTH was sent and no plain command has followed its success:
+	 * a client line that is not plainly a command may be a secret.
+	 */
+	int			 auth_wary;
+	int			 wary_noted;
+	int			 data_refused;	/* the next line may be its body */
 	struct smtp_outcome	 auth;
 	char			*auth_diag;	/* NULL when there is none */
 
@@ -245,6 +257,9 @@ struct smtp {
 	char			 last_verb[24];	/* before QUIT, escaped */
 	uint64_t		 commands_before_quit;
 };
+
+_Static_assert(sizeof ((struct smtp_stats *)0)->auth_mech >= SASL_MECH_SHOW,
+    "auth_mech holds any sasl_mech()");
 
 static void	smtp_line_reset(struct smtp_line *);
 static void	smtp_msg_line(struct smtp *, struct smtp_line *, int, int);
@@ -467,6 +482,57 @@ smtp_iprefix(const unsigned char *s, size_t n, const char *lit)
 		if (i >= n || smtp_upper(s[i]) != lit[i])
 			return 0;
 	return 1;
+}
+
+/* ---- words of a command line ---- */
+
+/* RFC 5321 separates words with SP; servers take HTAB as well. */
+static int
+smtp_blank(int c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/*
+ * What some server may take for a word break: isspace() and NUL, where a C
+ * server's string ends. Commands are recognised by these, so that a line a
+ * server could read as DATA or BDAT is treated as one (its data hidden);
+ * text that is decoded for display is split at blanks only.
+ */
+static int
+smtp_sep(int c)
+{
+	return smtp_blank(c) || c == '\v' || c == '\f' || c == '\r' ||
+	    c == '\0';
+}
+
+/* The verb is s[*start, *end): leading separators are skipped. */
+static void
+smtp_verb_span(const unsigned char *s, size_t n, size_t *start, size_t *end)
+{
+	size_t i = 0;
+
+	while (i < n && smtp_sep(s[i]))
+		i++;
+	*start = i;
+	while (i < n && !smtp_sep(s[i]))
+		i++;
+	*end = i;
+}
+
+/*
+ * Whether the line starts like AUTH: "AUTH" in any case after any run of
+ * spaces and control bytes, whatever follows. Such a line is never shown
+ * past the verb. Returns the offset just after the verb, or 0.
+ */
+static size_t
+smtp_auth_like(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && s[i] <= ' ')
+		i++;
+	return smtp_iprefix(s + i, n - i, "AUTH") ? i + 4 : 0;
 }
 
 /* A decimal number with at most 19 digits; 0 if there is none. */
@@ -984,6 +1050,22 @@ smtp_body_start(struct smtp *p, int bdat)
 		p->body = 1;
 }
 
+/*
+ * The client sends a message although DATA was refused: the server reads
+ * each line as a command and answers it. The lines are a message all the
+ * same, so they are counted like one and not shown.
+ */
+static void
+smtp_orphan_start(struct smtp *p)
+{
+	smtp_body_start(p, 0);
+	p->b.orphan = 1;
+	p->b.early_noted = 1;
+	smtp_note(p, SMTP_CLIENT, "the client sends message data although "
+	    "DATA was refused: the server reads it as commands; counted, not "
+	    "shown");
+}
+
 /* "Name:" with a printable name, or a folded continuation (RFC 5322 2.2). */
 static int
 smtp_is_header(const struct smtp *p, const struct smtp_line *l, size_t len)
@@ -1133,6 +1215,17 @@ smtp_body_line(struct smtp *p, int eof)
 	 * the message there anyway shows it with its reply, and the parser
 	 * follows the server.
 	 */
+	if (crlf && len == 1 && l->first == '.' && !p->b.prev_bare_lf &&
+	    p->b.orphan) {
+		smtp_headers_end(p);
+		smtp_body_summary(p, "message after the refused DATA");
+		strbuf_adds(&p->out, ".");
+		smtp_remember(p, ". (end of message data)", 23);
+		smtp_emit(p, SMTP_CLIENT, SMTP_REC_COMMAND, 0);
+		p->body = 0;
+		smtp_push(p, SMTP_CMD_JUNK);
+		return;
+	}
 	if (crlf && len == 1 && l->first == '.' && !p->b.prev_bare_lf) {
 		smtp_message_end(p, "message");
 		strbuf_adds(&p->out, ".");
@@ -1149,6 +1242,8 @@ smtp_body_line(struct smtp *p, int eof)
 		    "the reply to DATA; its headers are not shown");
 	}
 	smtp_msg_line(p, l, eof, 1);
+	if (p->b.orphan && !eof)
+		smtp_push(p, SMTP_CMD_JUNK);
 }
 
 /*
@@ -1190,33 +1285,38 @@ smtp_body_lines(struct smtp *p, const unsigned char *d, size_t n, int dotted)
 
 /* ---- client: commands and SASL ---- */
 
-/* "BDAT size [LAST]"; 0 if the size is not a plain decimal number. */
+/*
+ * "BDAT size [LAST]", the words split as smtp_verb() splits them: a line
+ * that a lenient server reads as BDAT is taken for one, so that its chunk
+ * is counted rather than shown. 0 if the size is not a decimal number.
+ */
 static int
-smtp_bdat_parse(struct smtp *p, const unsigned char *s, size_t n)
+smtp_bdat_parse(const unsigned char *s, size_t n, uint64_t *sizep, int *last)
 {
-	size_t i = 4, start;
+	size_t i, start;
 	uint64_t size = 0;
 
-	while (i < n && s[i] == ' ')
+	smtp_verb_span(s, n, &start, &i);
+	while (i < n && smtp_sep(s[i]))
 		i++;
 	for (start = i; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
 		if (size > (UINT64_MAX - 9) / 10)
 			return 0;
 		size = size * 10 + (uint64_t)(s[i] - '0');
 	}
-	if (i == start)
+	if (i == start || (i < n && !smtp_sep(s[i])))
 		return 0;
-	while (i < n && s[i] == ' ')
+	while (i < n && smtp_sep(s[i]))
 		i++;
-	while (n > i && s[n - 1] == ' ')
+	while (n > i && smtp_sep(s[n - 1]))
 		n--;
-	p->bdat_last = 0;
+	*last = 0;
 	if (i < n) {
 		if (!smtp_ieq(s + i, n - i, "LAST"))
 			return 0;
-		p->bdat_last = 1;
+		*last = 1;
 	}
-	p->bdat_size = p->bdat_left = size;
+	*sizep = size;
 	return 1;
 }
 
@@ -1394,6 +1494,8 @@ smtp_sasl_line(struct smtp *p, int eof)
 		sasl_client(p->sasl, (const char *)l->buf, len, 0, &p->tmp);
 	if (len == 1 && l->buf[0] == '*')
 		p->auth_cancelled = 1;
+	if (!sasl_last_public(p->sasl))
+		p->auth_secret = 1;
 	smtp_auth_diag(p, strbuf_str(&p->tmp), p->tmp.len);
 	if (p->desync)
 		smtp_hidden(p, len, 0);
@@ -1439,51 +1541,115 @@ smtp_auth_offered(struct smtp *p)
 	p->auth_noted = 1;
 }
 
-/* "AUTH mech [initial-response]": returns 0 if there is no mechanism. */
+/* The words of "AUTH mech [initial-response]", offsets into the line. */
+struct smtp_authcmd {
+	size_t	mech, mech_end;
+	size_t	ir, ir_end;		/* ir == ir_end: no initial response */
+	int	valid;			/* as a server splits it, a valid name */
+};
+
+/*
+ * Split at blanks, as servers split it (RFC 5321 SP, and HTAB). The line
+ * is decoded only when it is that exactly: blanks before the verb, a blank
+ * after it, a valid mechanism name (RFC 4422). verb is the offset after
+ * "AUTH"; len may exceed kept (the bytes held).
+ */
+static void
+smtp_auth_split(const unsigned char *s, size_t len, size_t kept, size_t verb,
+    struct smtp_authcmd *a)
+{
+	size_t i;
+
+	a->valid = verb < kept && smtp_blank(s[verb]);
+	for (i = 0; i + 4 < verb; i++)
+		if (!smtp_blank(s[i]))
+			a->valid = 0;
+	for (i = verb; i < kept && smtp_blank(s[i]); i++)
+		;
+	a->mech = i;
+	for (; i < kept && !smtp_blank(s[i]); i++)
+		;
+	a->mech_end = i;
+	if (i == kept && kept < len)
+		a->valid = 0;		/* the name runs past what is held */
+	a->valid = a->valid && sasl_mech_valid((const char *)s + a->mech,
+	    a->mech_end - a->mech);
+	for (; i < kept && smtp_blank(s[i]); i++)
+		;
+	a->ir = i;
+	a->ir_end = len;
+	if (len == kept)
+		while (a->ir_end > a->ir && smtp_blank(s[a->ir_end - 1]))
+			a->ir_end--;
+	if (a->ir > a->ir_end)
+		a->ir = a->ir_end;
+}
+
+/* Show a valid AUTH line: the verb and mechanism as sent, the rest masked. */
+static void
+smtp_auth_show(struct smtp *p, const unsigned char *s,
+    const struct smtp_authcmd *a)
+{
+	escape_append(&p->out, s, a->mech_end);
+	if (a->ir == a->ir_end)
+		return;
+	strbuf_addc(&p->out, ' ');
+	if (sasl_last_public(p->sasl))
+		escape_append(&p->out, s + a->ir, a->ir_end - a->ir);
+	else
+		strbuf_adds(&p->out, "<masked>");
+	strbuf_adds(&p->out, SMTP_ARROW);
+	strbuf_add(&p->out, p->tmp.buf, p->tmp.len);
+}
+
+/*
+ * A line that starts like AUTH (verb: the offset after "AUTH"). Everything
+ * after the verb is masked whole unless the line is a well-formed AUTH: a
+ * stray separator (VT, CR, NUL) may join the mechanism name to the
+ * password, and some servers split there all the same. Returns 0 when only
+ * blanks follow the verb: a plain command to show.
+ */
 static int
 smtp_auth_command(struct smtp *p, const unsigned char *s, size_t len,
-    size_t kept)
+    size_t kept, size_t verb)
 {
-	size_t m, mend, ir;
+	struct smtp_authcmd a;
 
-	for (m = 4; m < kept && s[m] == ' '; m++)
-		;
-	for (mend = m; mend < kept && s[mend] != ' '; mend++)
-		;
-	if (mend == m)
+	smtp_auth_split(s, len, kept, verb, &a);
+	if (a.mech == len)
 		return 0;
-	for (ir = mend; ir < kept && s[ir] == ' '; ir++)
-		;
 	sasl_free(p->sasl);
-	p->sasl = sasl_new((const char *)s + m, mend - m);
-	p->auth_ir = ir < len;
+	if (a.valid)
+		p->sasl = sasl_new((const char *)s + a.mech,
+		    a.mech_end - a.mech);
+	else
+		p->sasl = sasl_new_invalid(len - verb);
+	p->auth_ir = a.valid && a.ir < a.ir_end;
+	p->auth_invalid = !a.valid;
+	p->auth_secret = !a.valid || p->auth_ir;
 	p->auth_cancelled = 0;
 	p->auth_final = 0;
 	free(p->auth_diag);
 	p->auth_diag = NULL;
 	memset(&p->auth, 0, sizeof p->auth);
 	strbuf_reset(&p->tmp);
-	if (ir < len) {
+	if (p->auth_ir) {
 		if (len > kept)
-			sasl_client_long(p->sasl, len - ir, 1, &p->tmp);
+			sasl_client_long(p->sasl, a.ir_end - a.ir, 1, &p->tmp);
 		else
-			sasl_client(p->sasl, (const char *)s + ir, len - ir, 1,
-			    &p->tmp);
+			sasl_client(p->sasl, (const char *)s + a.ir,
+			    a.ir_end - a.ir, 1, &p->tmp);
 		smtp_auth_diag(p, strbuf_str(&p->tmp), p->tmp.len);
 	}
 	if (p->desync)
 		smtp_hidden(p, len, 0);
+	else if (a.valid)
+		smtp_auth_show(p, s, &a);
 	else {
-		escape_append(&p->out, s, mend);
-		if (ir < len) {
-			strbuf_addc(&p->out, ' ');
-			if (sasl_last_public(p->sasl))
-				escape_append(&p->out, s + ir, len - ir);
-			else
-				strbuf_adds(&p->out, "<masked>");
-			strbuf_adds(&p->out, SMTP_ARROW);
-			strbuf_add(&p->out, p->tmp.buf, p->tmp.len);
-		}
+		escape_append(&p->out, s, verb);
+		strbuf_printf(&p->out, " <masked, %zu bytes>" SMTP_ARROW "not "
+		    "\"AUTH mechanism\" with a valid mechanism name: not "
+		    "decoded", len - verb);
 	}
 	strbuf_reset(&p->tmp);
 	smtp_remember(p, "AUTH", 4);
@@ -1492,7 +1658,10 @@ smtp_auth_command(struct smtp *p, const unsigned char *s, size_t len,
 	/* Matched by its place, not by the FIFO: that may have overflowed. */
 	p->auth_seq = p->seq_replied + p->count;
 	smtp_push(p, SMTP_CMD_AUTH);
-	smtp_auth_offered(p);
+	if (a.valid)
+		smtp_auth_offered(p);
+	else
+		p->auth_offered = -1, p->auth_none = 0;
 	return 1;
 }
 
@@ -1555,14 +1724,56 @@ smtp_mail_params(struct smtp *p, const unsigned char *s, size_t n)
 static enum smtp_cmd
 smtp_verb(const unsigned char *s, size_t n)
 {
-	size_t i, vlen;
+	size_t i, vs, ve;
 
-	for (vlen = 0; vlen < n && s[vlen] != ' '; vlen++)
-		;
+	smtp_verb_span(s, n, &vs, &ve);
 	for (i = 0; i < sizeof smtp_verbs / sizeof smtp_verbs[0]; i++)
-		if (smtp_ieq(s, vlen, smtp_verbs[i].verb))
+		if (smtp_ieq(s + vs, ve - vs, smtp_verbs[i].verb))
 			return smtp_verbs[i].cmd;
 	return SMTP_CMD_OTHER;
+}
+
+/*
+ * Whether a line is plainly an ordinary command, in the form clients send
+ * it: a password sent as a command after a failed AUTH, or a message sent
+ * after a refused DATA, is not. Commands with free text (VRFY, HELP x,
+ * unknown ones) are not plain.
+ */
+static int
+smtp_plain_command(const unsigned char *s, size_t n, enum smtp_cmd cmd)
+{
+	size_t vs, ve, as, ae, i;
+
+	smtp_verb_span(s, n, &vs, &ve);
+	if (vs > 0 || (ve < n && !smtp_blank(s[ve])))
+		return 0;
+	for (as = ve; as < n && smtp_blank(s[as]); as++)
+		;
+	for (ae = n; ae > as && smtp_blank(s[ae - 1]); ae--)
+		;
+	switch (cmd) {
+	case SMTP_CMD_MAIL:
+		return smtp_iprefix(s + as, ae - as, "FROM:");
+	case SMTP_CMD_RCPT:
+		return smtp_iprefix(s + as, ae - as, "TO:");
+	case SMTP_CMD_EHLO:
+	case SMTP_CMD_HELO:
+		for (i = as; i < ae; i++)
+			if (smtp_blank(s[i]))
+				return 0;
+		return as < ae;
+	case SMTP_CMD_BDAT:
+	case SMTP_CMD_BDAT_LAST:
+		return 1;		/* its syntax was checked */
+	case SMTP_CMD_DATA:
+	case SMTP_CMD_RSET:
+	case SMTP_CMD_QUIT:
+	case SMTP_CMD_STARTTLS:
+		return as == ae;
+	default:
+		return as == ae && (smtp_ieq(s, ve, "NOOP") ||
+		    smtp_ieq(s, ve, "HELP"));
+	}
 }
 
 /* The last command before QUIT, for "client quit after EHLO". */
@@ -1571,7 +1782,7 @@ smtp_last_verb(struct smtp *p, enum smtp_cmd cmd, const unsigned char *s,
     size_t n)
 {
 	struct strbuf sb;
-	size_t vlen;
+	size_t vs, vlen;
 
 	if (cmd == SMTP_CMD_QUIT)
 		return;
@@ -1585,52 +1796,154 @@ smtp_last_verb(struct smtp *p, enum smtp_cmd cmd, const unsigned char *s,
 		snprintf(p->last_verb, sizeof p->last_verb, "BDAT");
 		return;
 	}
-	for (vlen = 0; vlen < n && s[vlen] != ' '; vlen++)
-		;
+	smtp_verb_span(s, n, &vs, &vlen);
+	vlen -= vs;
 	strbuf_init(&sb, sizeof p->last_verb - 1);
-	escape_append(&sb, s, vlen < 5 ? vlen : 5);
+	escape_append(&sb, s + vs, vlen < 5 ? vlen : 5);
 	snprintf(p->last_verb, sizeof p->last_verb, "%s",
 	    sb.dropped == 0 ? strbuf_str(&sb) : "a command");
 	strbuf_free(&sb);
+}
+
+/* The line's kind, BDAT's size and LAST parsed; AUTH is decided apart. */
+static enum smtp_cmd
+smtp_classify(const unsigned char *s, size_t kept, uint64_t *size, int *last)
+{
+	enum smtp_cmd cmd = smtp_verb(s, kept);
+
+	if (cmd == SMTP_CMD_AUTH)
+		return SMTP_CMD_OTHER;	/* smtp_auth_like() decides */
+	if (cmd == SMTP_CMD_BDAT) {
+		if (!smtp_bdat_parse(s, kept, size, last))
+			return SMTP_CMD_OTHER;
+		if (*last)
+			return SMTP_CMD_BDAT_LAST;
+	}
+	return cmd;
+}
+
+/*
+ * From an AUTH until a plain command follows its success, a line that is
+ * not plainly a command may be a secret: a response the client sent after
+ * the exchange ended (504, "*" and 501, a reply the parser took for the
+ * end), a password typed as a command after a 535.
+ */
+static int
+smtp_wary(const struct smtp *p, const unsigned char *s, size_t len,
+    size_t kept, enum smtp_cmd cmd)
+{
+	return p->auth_wary && (len > kept || !smtp_plain_command(s, kept, cmd));
+}
+
+static void
+smtp_masked_line(struct smtp *p, size_t len, int eof)
+{
+	if (!p->wary_noted) {
+		p->wary_noted = 1;
+		smtp_note(p, SMTP_CLIENT, "a client line after AUTH that is "
+		    "not a plain SMTP command is masked, and so is the reply to "
+		    "it: it may be a password");
+	}
+	strbuf_printf(&p->out, "<masked, %zu bytes>", len);
+	if (eof)
+		strbuf_adds(&p->out, " [no CRLF]");
+}
+
+/*
+ * A masked line is queued without its kind (so that nothing reads its
+ * words), except where the kind decides what the next bytes are: data
+ * the server may take as a message, or TLS, stays hidden.
+ */
+static enum smtp_cmd
+smtp_masked_kind(enum smtp_cmd cmd)
+{
+	switch (cmd) {
+	case SMTP_CMD_DATA:
+	case SMTP_CMD_BDAT:
+	case SMTP_CMD_BDAT_LAST:
+	case SMTP_CMD_STARTTLS:
+	case SMTP_CMD_RSET:
+	case SMTP_CMD_QUIT:
+		return cmd;
+	default:
+		return SMTP_CMD_MASKED;
+	}
+}
+
+static void	smtp_orphan_start(struct smtp *);
+static void	smtp_body_line(struct smtp *, int);
+
+/*
+ * After a refused DATA: a line that is not plainly a command is the start
+ * of the message the client sends anyway.
+ */
+static int
+smtp_orphan(struct smtp *p, const unsigned char *s, size_t len, size_t kept,
+    size_t verb, enum smtp_cmd cmd, int eof)
+{
+	if (!p->data_refused)
+		return 0;
+	p->data_refused = 0;
+	if (verb != 0 || (len <= kept && smtp_plain_command(s, kept, cmd)))
+		return 0;
+	smtp_orphan_start(p);
+	smtp_body_line(p, eof);
+	return 1;
 }
 
 static void
 smtp_command(struct smtp *p, int eof)
 {
 	struct smtp_line *l = &p->line[SMTP_CLIENT];
-	int crlf;
+	int crlf, last = 0, masked;
 	size_t len = smtp_line_len(l, eof, &crlf);
 	size_t kept = len < l->kept ? len : l->kept;
-	enum smtp_cmd cmd = smtp_verb(l->buf, kept);
+	size_t verb = smtp_auth_like(l->buf, kept);
+	uint64_t size = 0;
+	enum smtp_cmd cmd = smtp_classify(l->buf, kept, &size, &last);
 
+	if (smtp_orphan(p, l->buf, len, kept, verb, cmd, eof))
+		return;
+	masked = verb == 0 && smtp_wary(p, l->buf, len, kept, cmd);
 	if (eof) {
 		/* The server never saw a whole command: show, don't track. */
-		if (p->desync || cmd == SMTP_CMD_AUTH)
+		if (p->desync || verb != 0)
 			smtp_hidden(p, len, 1);
+		else if (masked)
+			smtp_masked_line(p, len, 1);
 		else
 			smtp_line_text(p, l, len, 0, 1);
 		smtp_emit(p, SMTP_CLIENT, SMTP_REC_COMMAND, 0);
 		return;
 	}
 	p->stats.commands++;
-	if (!p->desync)
+	if (verb != 0) {
+		if (!p->auth_wary)
+			p->wary_noted = 0;
+		p->auth_wary = 1;
+		if (!p->desync)
+			smtp_last_verb(p, SMTP_CMD_AUTH, l->buf, kept);
+		if (smtp_auth_command(p, l->buf, len, kept, verb))
+			return;
+	} else if (!p->desync && !masked)
 		smtp_last_verb(p, cmd, l->buf, kept);
-	if (cmd == SMTP_CMD_AUTH && smtp_auth_command(p, l->buf, len, kept))
-		return;
-	if (cmd == SMTP_CMD_AUTH)
-		cmd = SMTP_CMD_OTHER;
-	if (cmd == SMTP_CMD_BDAT) {
-		if (!smtp_bdat_parse(p, l->buf, kept))
-			cmd = SMTP_CMD_OTHER;
-		else if (p->bdat_last)
-			cmd = SMTP_CMD_BDAT_LAST;
+	if (cmd == SMTP_CMD_BDAT || cmd == SMTP_CMD_BDAT_LAST) {
+		p->bdat_size = p->bdat_left = size;
+		p->bdat_last = last;
 	}
 	if (p->desync)
 		smtp_hidden(p, len, 0);
-	else
+	else if (masked)
+		smtp_masked_line(p, len, 0);
+	else {
 		smtp_line_text(p, l, len, crlf, 0);
+		if (p->stats.auth_code == 235)
+			p->auth_wary = 0;
+	}
 	smtp_remember(p, strbuf_str(&p->out), p->out.len);
 	smtp_emit(p, SMTP_CLIENT, SMTP_REC_COMMAND, 0);
+	if (masked || (p->desync && cmd == SMTP_CMD_OTHER))
+		cmd = smtp_masked_kind(cmd);
 	smtp_push(p, cmd);
 	switch (cmd) {
 	case SMTP_CMD_MAIL:
@@ -1694,7 +2007,7 @@ smtp_feed_client(struct smtp *p, const unsigned char *d, size_t n)
 		/* After the headers (and any note on early data) lines of a
 		 * message are only counted: most of a DATA goes this way. */
 		if (p->body && l->total == 0 && !p->b.in_headers &&
-		    (p->b.confirmed || p->b.early_noted) &&
+		    (p->b.confirmed || p->b.early_noted) && !p->b.orphan &&
 		    (seg = smtp_body_lines(p, d, n, 1)) > 0) {
 			p->auth_challenged = 0;
 			d += seg;
@@ -1746,9 +2059,21 @@ smtp_reply_data(struct smtp *p, int code)
 		return;
 	}
 	p->stats.messages_rejected++;
-	if (p->body) {
-		n = p->b.lines;
+	if (p->body && p->b.lines == 0) {
+		/* Nothing sent yet: what comes next may be the message. */
 		p->body = 0;
+		p->data_refused = 1;
+	} else if (p->body && !p->b.orphan) {
+		/* The rest of the message is read as commands too. */
+		n = p->b.lines;
+		p->b.orphan = 1;
+		p->b.early_noted = 1;
+		smtp_note(p, SMTP_SERVER, "DATA refused after the client sent "
+		    "%llu lines of message data: the server reads them and the "
+		    "rest as commands; counted, not shown",
+		    (unsigned long long)n);
+		smtp_push_front(p, SMTP_CMD_JUNK, n);
+		return;
 	} else if (h != NULL && h->cmd == SMTP_CMD_DOT && p->b.dot_early) {
 		/* The "." was sent too: it is one more line read as command. */
 		n = p->b.lines;
@@ -1926,6 +2251,7 @@ smtp_reply_done(struct smtp *p, int code, const char *enh)
 	case SMTP_CMD_OTHER:
 	case SMTP_CMD_UNKNOWN:
 	case SMTP_CMD_JUNK:
+	case SMTP_CMD_MASKED:
 		break;
 	}
 	if (p->count == 0 && p->sasl == NULL)
@@ -1956,6 +2282,53 @@ smtp_reply_verb(const struct smtp *p)
 	return smtp_cmd_verb[smtp_head(p)];
 }
 
+/*
+ * The reply answers a client line that was not shown: servers often quote
+ * the command they refuse ('500 Error: command "X" not recognized', "504
+ * mechanism X not available", '535 failed: "AUTH PLAIN ..."'), so its
+ * text is not shown either. So for a refusal of AUTH after a line that may
+ * have held a secret, and for any final reply to an AUTH line that was not
+ * decoded; a 334 is decoded, and a success quotes nothing.
+ */
+static int
+smtp_reply_quotes_hidden(const struct smtp *p, int code)
+{
+	enum smtp_cmd h;
+
+	if (p->count == 0)
+		return 0;
+	if (smtp_answers_auth(p))
+		return code != 334 && (p->auth_invalid ||
+		    (p->auth_secret && code / 100 != 2));
+	h = smtp_head(p);
+	return h == SMTP_CMD_MASKED || h == SMTP_CMD_JUNK;
+}
+
+/* "500 5.5.2 [30 bytes not shown]": the codes, the text's length. */
+static void
+smtp_reply_hidden(struct smtp *p, const unsigned char *s, size_t len,
+    int code, const char *enh, int eof)
+{
+	size_t skip = 0;
+
+	if (code != 0) {
+		strbuf_printf(&p->out, "%d", code);
+		skip = 3;
+		if (len > 3) {
+			strbuf_addc(&p->out, (char)s[3]);
+			skip = 4;
+		}
+		if (enh[0] != '\0') {
+			strbuf_printf(&p->out, "%s ", enh);
+			skip += strlen(enh) + 1;
+		}
+	}
+	if (len > skip)
+		strbuf_printf(&p->out, "[%zu bytes not shown]", len - skip);
+	if (eof)
+		strbuf_adds(&p->out, " [no CRLF]");
+}
+
 static void
 smtp_server_line(struct smtp *p, int eof)
 {
@@ -1970,7 +2343,10 @@ smtp_server_line(struct smtp *p, int eof)
 	enh[0] = '\0';
 	if (code != 0)
 		status_parse(code, (const char *)l->buf, kept, enh);
-	smtp_line_text(p, l, len, crlf, eof);
+	if (smtp_reply_quotes_hidden(p, code))
+		smtp_reply_hidden(p, l->buf, len, code, enh, eof);
+	else
+		smtp_line_text(p, l, len, crlf, eof);
 	if (code == 334 && !eof && smtp_answers_auth(p)) {
 		strbuf_reset(&p->tmp);
 		if (len > kept)
@@ -2091,7 +2467,9 @@ smtp_eof(struct smtp *p, enum smtp_dir dir)
 		smtp_client_line(p, 1);
 	if (p->body) {
 		smtp_headers_end(p);
-		smtp_body_summary(p, "message incomplete (no end of data)");
+		smtp_body_summary(p, p->b.orphan ? "message after the refused "
+		    "DATA, incomplete (no end of data)" :
+		    "message incomplete (no end of data)");
 		p->body = 0;
 	}
 	if (p->bdat_msg) {

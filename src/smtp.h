@@ -45,7 +45,11 @@ struct smtp_stats {
 	uint64_t	messages_accepted;	/* 2xx after the end of DATA */
 	uint64_t	messages_rejected;	/* 4xx/5xx after the end of DATA, or to DATA */
 	uint64_t	commands;
-	char		auth_mech[32];		/* "" when no AUTH was attempted */
+	/*
+	 * "" when no AUTH was attempted; a valid SASL mechanism name, or
+	 * "<invalid mechanism, N bytes>": never other bytes of the line.
+	 */
+	char		auth_mech[48];
 	char		auth_user[256];		/* escaped; "" when unknown */
 	int		auth_code;		/* final reply code to the last AUTH, 0 if none */
 };

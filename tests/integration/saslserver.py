@@ -25,6 +25,19 @@ OAUTHBEARER). MECHANISMS is the list offered in EHLO (only those), from:
 chunking=True also offers CHUNKING and implements BDAT (RFC 3030) by hand: exactly N
 octets are read after the command line, whatever they contain.
 
+Set between sessions (each connection reads them when it starts):
+  login_prompts   the LOGIN prompts (user, password), any text (UTF-8): e.g. Spanish
+                  ("Nombre de usuario:", "Contraseña:") or empty ("", "")
+  quirk           None, or one of
+                    "dup_reply"      AUTH PLAIN without an initial response is answered
+                                     by a stray "250 2.0.0 Ok" and the response is then
+                                     read without a 334 (a duplicate reply that the
+                                     transcript pairs with AUTH)
+                    "password_first" AUTH LOGIN without an initial response asks for
+                                     the password first, then the user name
+                    "refuse_data"    DATA is refused with 554; the lines that follow
+                                     are read as commands (and quoted in 500 replies)
+
 Every AUTH attempt is recorded as an AuthAttempt (mechanism, user, success and the
 values a transcript must not show: "digest", "proof", ...); every accepted message as a
 Delivery with the content bytes as received (after dot-unstuffing for DATA, the chunks
@@ -130,7 +143,41 @@ class _SaslSMTP(SMTP):
     def __init__(self, owner, *args, **kwargs):
         self.owner = owner
         self._bdat = None           # (bytearray, [sizes]) while a BDAT transaction runs
+        self.AuthLoginUsernameChallenge, self.AuthLoginPasswordChallenge = \
+            owner.login_prompts
+        self.quirk = owner.quirk
         super().__init__(*args, **kwargs)
+
+    # -- quirks --------------------------------------------------------------------
+
+    async def auth_PLAIN(self, server, args):
+        if self.quirk != "dup_reply" or len(args) > 1:
+            return await super().auth_PLAIN(server, args)
+        await self.push("250 2.0.0 Ok")
+        line = await self._reader.readline()
+        try:
+            _, login, password = base64.b64decode(line.strip(), validate=True) \
+                .split(b"\0")
+        except (binascii.Error, ValueError):
+            await self.push("501 5.5.2 Can't decode base64")
+            return AuthResult(success=False, handled=True)
+        return self._authenticate("PLAIN", LoginPassword(login, password))
+
+    async def auth_LOGIN(self, server, args):
+        if self.quirk != "password_first" or len(args) > 1:
+            return await super().auth_LOGIN(server, args)
+        password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
+        if password is MISSING:
+            return AuthResult(success=False)
+        login = await self.challenge_auth(self.AuthLoginUsernameChallenge)
+        if login is MISSING:
+            return AuthResult(success=False)
+        return self._authenticate("LOGIN", LoginPassword(login, password))
+
+    async def smtp_DATA(self, arg):
+        if self.quirk == "refuse_data":
+            return await self.push("554 5.5.1 Error: no valid recipients")
+        return await super().smtp_DATA(arg)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -391,6 +438,8 @@ class SaslUpstream:
             raise ValueError("unknown mechanisms %r" % sorted(unknown))
         self.mode = mode
         self.host = host
+        self.login_prompts = ("Username:", "Password:")
+        self.quirk = None
         self.user = user
         self.secret = secret
         self.mechanisms = list(mechanisms)

@@ -573,11 +573,27 @@ test_mech_names(void **state)
 	s = sasl_new("cram-md5", 8);
 	assert_string_equal(sasl_mech(s), "CRAM-MD5");
 	sasl_free(s);
+	/* Not a mechanism name: not a byte of it is kept (it may be a
+	 * password joined to the name by a stray separator). */
 	s = sasl_new("X\x1b[2J\0y", 7);
-	assert_string_equal(sasl_mech(s), "X??2J?Y");
+	assert_string_equal(sasl_mech(s), "<invalid mechanism, 7 bytes>");
 	sasl_free(s);
 	s = sasl_new("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 40);
-	assert_int_equal(strlen(sasl_mech(s)), 31);
+	assert_string_equal(sasl_mech(s), "<invalid mechanism, 40 bytes>");
+	sasl_free(s);
+	s = sasl_new("PLAIN\vAGFsaWNlAHhpcGozcGxtcQ==", 30);
+	assert_string_equal(sasl_mech(s), "<invalid mechanism, 30 bytes>");
+	{
+		struct strbuf sb = STRBUF_INIT;
+
+		/* Opaque: nothing decoded, whatever follows. */
+		assert_string_equal(client(s, &sb, "AGFsaWNlAHhpcGozcGxtcQ==",
+		    0), "<opaque, 16 bytes>");
+		strbuf_free(&sb);
+	}
+	sasl_free(s);
+	s = sasl_new_invalid((size_t)-1);
+	assert_int_equal(strlen(sasl_mech(s)), 47);
 	sasl_free(s);
 	/* A prefix of a known name is not that mechanism. */
 	s = sasl_new("PLAINX", 6);
@@ -591,6 +607,164 @@ test_mech_names(void **state)
 		strbuf_free(&sb);
 	}
 	sasl_free(s);
+}
+
+/* RFC 4422 3.1: 1 to 20 of A-Z 0-9 - _ (any case here). */
+static void
+test_mech_valid(void **state)
+{
+	static const char *const good[] = {
+		"PLAIN", "login", "SCRAM-SHA-256-PLUS", "X_Y-9",
+		"ABCDEFGHIJKLMNOPQRST",
+	};
+	static const struct {
+		const char	*name;
+		size_t		 len;
+	} bad[] = {
+		{ "", 0 }, { "ABCDEFGHIJKLMNOPQRSTU", 21 }, { "PLAIN\t", 6 },
+		{ "PLAIN ", 6 }, { "PLAIN\v", 6 }, { "PLAIN\f", 6 },
+		{ "PLAIN\r", 6 }, { "PLAIN\0x", 7 }, { "PL=AIN", 6 },
+		{ "PL\xc3\xa4IN", 7 }, { "PLAIN.", 6 }, { "AGFs+/==", 8 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof good / sizeof good[0]; i++)
+		assert_true(sasl_mech_valid(good[i], strlen(good[i])));
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_false(sasl_mech_valid(bad[i].name, bad[i].len));
+}
+
+/*
+ * LOGIN goes by position, whatever language the prompts are in: the
+ * second response is the password. The first is the user name unless the
+ * prompt for it asks for a password or cannot be understood.
+ */
+static void
+test_login_prompt_languages(void **state)
+{
+	static const struct {
+		const char	*user, *pass;
+	} t[] = {
+		{ "Nombre de usuario:", "Contrase\xc3\xb1" "a:" },
+		{ "Benutzername:", "Passwort:" },
+		{ "Nom d'utilisateur :", "Mot de passe :" },
+		{ "Nome utente:", "Password:" },
+		{ "Nome de usu\xc3\xa1rio:", "Senha:" },
+		{ "Gebruikersnaam:", "Wachtwoord:" },
+		{ "\xd0\x98\xd0\xbc\xd1\x8f \xd0\xbf\xd0\xbe\xd0\xbb\xd1\x8c"
+		  "\xd0\xb7\xd0\xbe\xd0\xb2\xd0\xb0\xd1\x82\xd0\xb5\xd0\xbb\xd1"
+		  "\x8f:", "\xd0\x9f\xd0\xb0\xd1\x80\xd0\xbe\xd0\xbb\xd1\x8c:" },
+		{ "\xe7\x94\xa8\xe6\x88\xb7\xe5\x90\x8d:",
+		  "\xe5\xaf\x86\xe7\xa0\x81:" },
+		{ "\xe3\x83\xa6\xe3\x83\xbc\xe3\x82\xb6\xe3\x83\xbc\xe5\x90"
+		  "\x8d:", "\xe3\x83\x91\xe3\x82\xb9\xe3\x83\xaf\xe3\x83\xbc"
+		  "\xe3\x83\x89:" },
+		{ "", "" },			/* a server whose prompts are empty */
+		{ "\0", "\0" },
+		/* Prompts that name neither: the second is still the password. */
+		{ "K\xc3\xa4ytt\xc3\xa4j\xc3\xa4tunnus:", "Tunnus 2:" },
+		{ "Vstupte:", "Dal\xc5\xa1\xc3\xad:" },
+	};
+	struct strbuf sb = STRBUF_INIT;
+	struct sasl *s;
+	char *u, *pr, *pw = enc("xipj3plmq", 9);
+	const char *out;
+	size_t i;
+
+	(void)state;
+	u = enc("alice", 5);
+	for (i = 0; i < sizeof t / sizeof t[0]; i++) {
+		s = sasl_new("LOGIN", 5);
+		pr = enc(t[i].user, strlen(t[i].user) + (t[i].user[0] == '\0'));
+		server(s, &sb, pr);
+		b64_free((unsigned char *)pr, strlen(pr));
+		out = client(s, &sb, u, 0);
+		if (i < 11) {
+			assert_string_equal(out, "user=\"alice\"");
+			assert_string_equal(sasl_user(s), "alice");
+		} else {
+			assert_string_equal(out, "user or password=<masked, 5 "
+			    "bytes> (the prompt does not say which)");
+			assert_false(sasl_last_public(s));
+			assert_string_equal(sasl_user(s), "");
+		}
+		pr = enc(t[i].pass, strlen(t[i].pass) + (t[i].pass[0] == '\0'));
+		server(s, &sb, pr);
+		b64_free((unsigned char *)pr, strlen(pr));
+		assert_string_equal(client(s, &sb, pw, 0),
+		    "password=<masked, 9 bytes>");
+		assert_false(sasl_last_public(s));
+		assert_no_secret(sb.buf, sb.len, "xipj3plmq", NULL, 0);
+		sasl_free(s);
+	}
+	b64_free((unsigned char *)u, strlen(u));
+	b64_free((unsigned char *)pw, strlen(pw));
+	strbuf_free(&sb);
+}
+
+/*
+ * A server that asks for the password first, in any language, or with a
+ * prompt that cannot be read: the first response is masked.
+ */
+static void
+test_login_password_first_any_language(void **state)
+{
+	static const char *const prompts[] = {
+		"Contrase\xc3\xb1" "a:", "Passwort:", "Mot de passe:", "Senha:",
+		"Kennwort:", "Has\xc5\x82o:", "Salasana:", "\xc5\x9e" "ifre:",
+		"\xd0\x9f\xd0\xb0\xd1\x80\xd0\xbe\xd0\xbb\xd1\x8c:",
+		"\xe5\xaf\x86\xe7\xa2\xbc:",
+		"\xe3\x83\x91\xe3\x82\xb9\xe3\x83\xaf\xe3\x83\xbc\xe3\x83\x89:",
+		"\xeb\xb9\x84\xeb\xb0\x80\xeb\xb2\x88\xed\x98\xb8:",
+		"Contrase\xc3\xb1" "a del usuario:",	/* both: a password */
+		"Heslo:", "Jelsz\xc3\xb3:", "Lozinka:",
+	};
+	struct strbuf sb = STRBUF_INIT;
+	struct sasl *s;
+	char *pr, *pw = enc("xipj3plmq", 9);
+	const char *out;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof prompts / sizeof prompts[0]; i++) {
+		s = sasl_new("LOGIN", 5);
+		pr = enc(prompts[i], strlen(prompts[i]));
+		server(s, &sb, pr);
+		b64_free((unsigned char *)pr, strlen(pr));
+		out = client(s, &sb, pw, 0);
+		if (strcmp(out, "password=<masked, 9 bytes>") != 0)
+			fail_msg("prompt %zu: %s", i, out);
+		assert_false(sasl_last_public(s));
+		assert_string_equal(sasl_user(s), "");
+		sasl_free(s);
+	}
+	/* A prompt that is not base64, or binary, says nothing either. */
+	s = sasl_new("LOGIN", 5);
+	server(s, &sb, "Contrase\xc3\xb1" "a:");
+	assert_string_equal(client(s, &sb, pw, 0), "user or password=<masked, "
+	    "9 bytes> (the prompt does not say which)");
+	sasl_free(s);
+	s = sasl_new("LOGIN", 5);
+	server(s, &sb, "AQID");
+	assert_string_equal(client(s, &sb, pw, 0), "user or password=<masked, "
+	    "9 bytes> (the prompt does not say which)");
+	sasl_free(s);
+	/* The initial response is the user name, by position. */
+	s = sasl_new("LOGIN", 5);
+	assert_string_equal(client(s, &sb, "YWxpY2U=", 1), "user=\"alice\"");
+	pr = enc("Contrase\xc3\xb1" "a:", 12);
+	server(s, &sb, pr);
+	b64_free((unsigned char *)pr, strlen(pr));
+	assert_string_equal(client(s, &sb, pw, 0), "password=<masked, 9 bytes>");
+	/* A server that asks again: masked whatever the prompt says. */
+	pr = enc("Nombre de usuario:", 18);
+	server(s, &sb, pr);
+	b64_free((unsigned char *)pr, strlen(pr));
+	assert_string_equal(client(s, &sb, pw, 0), "<masked, 9 bytes>");
+	sasl_free(s);
+	b64_free((unsigned char *)pw, strlen(pw));
+	strbuf_free(&sb);
 }
 
 static void
@@ -1202,6 +1376,9 @@ main(void)
 		cmocka_unit_test(test_mask_diagnostics),
 		cmocka_unit_test(test_unknown_mechanism),
 		cmocka_unit_test(test_mech_names),
+		cmocka_unit_test(test_mech_valid),
+		cmocka_unit_test(test_login_prompt_languages),
+		cmocka_unit_test(test_login_password_first_any_language),
 		cmocka_unit_test(test_too_long),
 		cmocka_unit_test(test_rfc4954),
 		cmocka_unit_test(test_cram_md5_rfc2195),

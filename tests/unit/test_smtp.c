@@ -279,7 +279,7 @@ static const char session_expected[] =
 	    "authentication cancelled by the client (*)\n"
 	"Ca 0 AUTH PLAIN <masked> \xe2\x87\x92 authzid=\"\" "
 	    "user=\"alice@example.org\" password=<masked, 13 bytes>\n"
-	"Sr 535 535 5.7.8 Authentication failed \xe2\x87\x92 "
+	"Sr 535 535 5.7.8 [21 bytes not shown] \xe2\x87\x92 "
 	    "authentication credentials invalid\n"
 	"Ca 0 auth login\n"
 	"Sr 334 334 VXNlcm5hbWU6 \xe2\x87\x92 \"Username:\"\n"
@@ -452,7 +452,8 @@ test_auth_login_initial_response(void **state)
 	    "Sr 334 334 UGFzc3dvcmQ6 \xe2\x87\x92 \"Password:\"\n"
 	    "Ca 0 <masked> \xe2\x87\x92 password=<masked, 14 bytes, "
 	    "ends with LF (0x0a)>\n"
-	    "Sr 535 535 5.7.8 no \xe2\x87\x92 authentication credentials invalid\n");
+	    "Sr 535 535 5.7.8 [2 bytes not shown] \xe2\x87\x92 authentication "
+	    "credentials invalid\n");
 	assert_string_equal(st.auth_mech, "LOGIN");
 	assert_string_equal(st.auth_user, "alice");
 	assert_int_equal(st.auth_code, 535);
@@ -492,7 +493,8 @@ test_auth_fail_closed(void **state)
 	    "not a multiple of 4; <masked, 5 bytes>\n"
 	    "Ca 0 <masked> \xe2\x87\x92 undecodable: invalid base64 character "
 	    "at offset 6; <masked, 13 bytes>\n"
-	    "Sr 501 501 5.5.2 bad base64 \xe2\x87\x92 cannot decode the client's "
+	    "Sr 501 501 5.5.2 [10 bytes not shown] \xe2\x87\x92 cannot decode "
+	    "the client's "
 	    "response (base64)\n"
 	    "Ca 0 AUTH PLAIN\n"
 	    "Ca 0 <masked> \xe2\x87\x92 undecodable: invalid base64 character "
@@ -536,7 +538,7 @@ test_unexpected_334_masks(void **state)
 	    "Sn 0 unexpected 334 (no AUTH outstanding); client lines hidden "
 	    "until resynchronised\n"
 	    "Cc 0 [13 bytes, not shown]\n"
-	    "Sr 235 235 ok\n"
+	    "Sr 235 235 [2 bytes not shown]\n"
 	    "Cc 0 RSET\n"
 	    "Sr 250 250 ok\n"
 	    "Cc 0 NOOP\n"
@@ -631,8 +633,12 @@ test_data_refused(void **state)
 	    "Sr 220 220 x\n"
 	    "Cc 0 DATA\n"
 	    "Sr 554 554 5.5.1 no valid recipients \xe2\x87\x92 no valid recipients\n"
-	    "Cc 0 Subject: x\n"
-	    "Sr 500 500 what \xe2\x87\x92 syntax error, command unrecognized\n");
+	    "Cn 0 the client sends message data although DATA was refused: "
+	    "the server reads it as commands; counted, not shown\n"
+	    "Sr 500 500 [4 bytes not shown] \xe2\x87\x92 syntax error, command "
+	    "unrecognized\n"
+	    "Cn 0 message after the refused DATA, incomplete (no end of data): "
+	    "12 bytes, 1 lines, longest line 10 bytes\n");
 	assert_int_equal(st.messages_rejected, 1);
 	free(t);
 	script_free(&s);
@@ -1481,10 +1487,10 @@ test_data_refused_after_data(void **state)
 	    "recipients\n"
 	    "Sn 0 DATA refused after the client sent 3 lines of message data: "
 	    "the server reads them as commands\n"
-	    "Sr 500 500 5.5.2 what \xe2\x87\x92 syntax error\n"
-	    "Sr 500 500 5.5.2 what \xe2\x87\x92 syntax error\n"
-	    "Sr 500 500 5.5.2 what \xe2\x87\x92 syntax error\n"
-	    "Sr 500 500 5.5.2 what \xe2\x87\x92 syntax error\n"
+	    "Sr 500 500 5.5.2 [4 bytes not shown] \xe2\x87\x92 syntax error\n"
+	    "Sr 500 500 5.5.2 [4 bytes not shown] \xe2\x87\x92 syntax error\n"
+	    "Sr 500 500 5.5.2 [4 bytes not shown] \xe2\x87\x92 syntax error\n"
+	    "Sr 500 500 5.5.2 [4 bytes not shown] \xe2\x87\x92 syntax error\n"
 	    "Sr 221 221 2.0.0 bye \xe2\x87\x92 success\n");
 	assert_string_equal(verdict, "no message sent: RCPT rejected 550 5.1.1 "
 	    "bad destination mailbox address");
@@ -1593,7 +1599,7 @@ test_verdicts(void **state)
 	adds(&s, SMTP_CLIENT, "QUIT\r\n");
 	adds(&s, SMTP_SERVER, "221 2.0.0 Bye\r\n");
 	t = run_all_ways(&s, &st);
-	assert_true(contains(t, "Sr 535 535 5.7.8 Error: authentication failed "
+	assert_true(contains(t, "Sr 535 535 5.7.8 [28 bytes not shown] "
 	    "\xe2\x87\x92 authentication credentials invalid\n", 0));
 	assert_string_equal(verdict, "AUTH LOGIN (initial-response) as "
 	    "alice@example.org rejected 535 5.7.8; the password ends in LF "
@@ -1806,6 +1812,413 @@ test_random_soup(void **state)
 	}
 }
 
+/* ---- hostile whitespace, credentials outside AUTH, refused DATA ---- */
+
+static char *
+upper_dup(const char *t)
+{
+	char *u = strdup(t), *c;
+
+	for (c = u; *c != '\0'; c++)
+		if (*c >= 'a' && *c <= 'z')
+			*c = (char)(*c - 'a' + 'A');
+	return u;
+}
+
+/*
+ * No 8-character piece of the base64 of the PLAIN blob, at any alignment,
+ * in any case (a server may quote the line upper-cased).
+ */
+static void
+assert_no_blob_piece(const char *t)
+{
+	char pre[64], *b, *ub, *ut = upper_dup(t);
+	size_t k, i, n;
+
+	for (k = 0; k < 3; k++) {
+		memset(pre, 'x', k);
+		memcpy(pre + k, PLAIN_BLOB, PLAIN_BLOB_LEN);
+		b = b64_encode((unsigned char *)pre, k + PLAIN_BLOB_LEN);
+		n = strlen(b);
+		ub = upper_dup(b);
+		/* Skip the chars that depend on the prefix or the tail. */
+		for (i = k ? 4 : 0; i + 8 + 4 <= n; i++)
+			if (contains(t, b + i, 8) || contains(ut, ub + i, 8))
+				fail_msg("piece %.8s of the blob in:\n%s", b + i, t);
+		free(ub);
+		b64_free((unsigned char *)b, n);
+	}
+	free(ut);
+}
+
+/*
+ * Every way of separating AUTH's words: those a server splits at (SP,
+ * HTAB, runs of them, leading and trailing ones, any case) are decoded;
+ * the others (VT, FF, bare CR, NUL, none at all, a control before the
+ * verb) are masked past the verb, and the summary names no mechanism.
+ * run_all_ways() also cuts every line at every byte.
+ */
+static void
+test_auth_whitespace(void **state)
+{
+	static const struct {
+		const char	*pre, *sep;	/* before the blob */
+		size_t		 prelen;
+		int		 valid;
+	} t[] = {
+		{ "AUTH PLAIN ", NULL, 11, 1 },
+		{ "AUTH PLAIN\t", NULL, 11, 1 },
+		{ "AUTH\tPLAIN ", NULL, 11, 1 },
+		{ "AUTH\tPLAIN\t", NULL, 11, 1 },
+		{ " AUTH PLAIN ", NULL, 12, 1 },
+		{ "\t AUTH  \t PLAIN \t ", NULL, 18, 1 },
+		{ "aUtH pLaIn ", NULL, 11, 1 },
+		{ "AUTH PLAIN\v", NULL, 11, 0 },
+		{ "AUTH PLAIN\f", NULL, 11, 0 },
+		{ "AUTH PLAIN\r", NULL, 11, 0 },
+		{ "AUTH PLAIN\0", NULL, 11, 0 },
+		{ "AUTH\vPLAIN ", NULL, 11, 0 },
+		{ "AUTH\rPLAIN ", NULL, 11, 0 },
+		{ "AUTH\0PLAIN ", NULL, 11, 0 },
+		{ "AUTHPLAIN ", NULL, 10, 0 },
+		{ "\vAUTH PLAIN ", NULL, 12, 0 },
+		{ "\0AUTH PLAIN ", NULL, 12, 0 },
+		{ "\rAUTH PLAIN ", NULL, 12, 0 },
+		{ "AUTH PLAIN=", NULL, 11, 0 },
+		{ "AUTH PLAIN,", NULL, 11, 0 },
+		{ "AUTH ", NULL, 5, 0 },	/* the blob as the mechanism */
+	};
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *b, line[256], *t1, mech[64];
+	size_t i, n, blen;
+
+	(void)state;
+	b = b64_encode((const unsigned char *)PLAIN_BLOB, PLAIN_BLOB_LEN);
+	blen = strlen(b);
+	for (i = 0; i < sizeof t / sizeof t[0]; i++) {
+		adds(&s, SMTP_SERVER, "220 x\r\n");
+		memcpy(line, t[i].pre, t[i].prelen);
+		memcpy(line + t[i].prelen, b, blen);
+		n = t[i].prelen + blen;
+		/* Trailing blanks too, where the line is decoded. */
+		if (i % 2 == 0 && t[i].valid) {
+			memcpy(line + n, " \t ", 3);
+			n += 3;
+		}
+		memcpy(line + n, "\r\n", 2);
+		add(&s, SMTP_CLIENT, line, n + 2);
+		if (i % 3 == 1) {
+			/* aiosmtpd: the first word, upper case, quoted. */
+			char echo[300], *u;
+			size_t e;
+
+			line[n] = '\0';
+			u = upper_dup(line);
+			e = strcspn(u, " ");
+			snprintf(echo, sizeof echo, "500 Error: command \"%.*s\" "
+			    "not recognized\r\n", (int)e, u);
+			add(&s, SMTP_SERVER, echo, strlen(echo));
+			free(u);
+		} else
+			adds(&s, SMTP_SERVER, "535 5.7.8 no\r\n");
+		adds(&s, SMTP_CLIENT, "QUIT\r\n");
+		adds(&s, SMTP_SERVER, "221 bye\r\n");
+		t1 = run_all_ways(&s, &st);
+		assert_no_blob_piece(t1);
+		assert_no_blob_piece(verdict);
+		assert_no_blob_piece(st.auth_mech);
+		if (t[i].valid) {
+			assert_string_equal(st.auth_mech, "PLAIN");
+			assert_string_equal(st.auth_user, "alice@example.org");
+			assert_true(contains(t1, "password=<masked, 13 bytes>",
+			    0));
+			assert_true(i % 3 == 1 || contains(t1, "Sr 535 535 5.7.8 "
+			    "[2 bytes not shown]", 0));
+		} else {
+			snprintf(mech, sizeof mech, "<invalid mechanism, %zu "
+			    "bytes>", n - (t[i].prelen - (i == 20 ? 1 : 0)) +
+			    (i == 20 ? 0 : 0));
+			assert_true(strncmp(st.auth_mech, "<invalid mechanism, ",
+			    20) == 0);
+			assert_string_equal(st.auth_user, "");
+			assert_true(contains(t1, "<masked, ", 0));
+			assert_true(contains(verdict, "AUTH <invalid mechanism, ",
+			    0));
+			assert_false(contains(t1, "NOT offered", 0));
+		}
+		/* The AUTH line is an AUTH record; the next line is shown. */
+		assert_true(contains(t1, "\nCa 0 ", 0));
+		assert_true(contains(t1, "\nCc 0 QUIT\n", 0));
+		free(t1);
+		script_free(&s);
+	}
+	b64_free((unsigned char *)b, blen);
+}
+
+/* What the line after the verb is masked as, and nothing past it. */
+static void
+test_auth_masked_past_verb(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *t;
+
+	(void)state;
+	adds(&s, SMTP_SERVER, "220 x\r\n");
+	adds(&s, SMTP_CLIENT, "EHLO a\r\n");
+	adds(&s, SMTP_SERVER, "250-x\r\n250 AUTH PLAIN\r\n");
+	add(&s, SMTP_CLIENT, " aUtH\vPLAIN\vsecretpw\r\n", 22);
+	adds(&s, SMTP_SERVER, "334 \r\n");
+	adds(&s, SMTP_CLIENT, "c2VjcmV0cHc=\r\n");
+	adds(&s, SMTP_SERVER, "535 5.7.8 no\r\n");
+	adds(&s, SMTP_CLIENT, "AUTH\r\n");
+	adds(&s, SMTP_SERVER, "501 5.5.4 Syntax: AUTH mechanism\r\n");
+	t = run_all_ways(&s, &st);
+	assert_string_equal(t,
+	    "Sr 220 220 x\n"
+	    "Cc 0 EHLO a\n"
+	    "Sr 250 250-x\n"
+	    "Sr 250 250 AUTH PLAIN\n"
+	    "Sn 0 capabilities: AUTH PLAIN\n"
+	    "Ca 0  aUtH <masked, 15 bytes> \xe2\x87\x92 not \"AUTH mechanism\" "
+	    "with a valid mechanism name: not decoded\n"
+	    "Sr 334 334  \xe2\x87\x92 \"\"\n"
+	    "Ca 0 <masked> \xe2\x87\x92 <opaque, 8 bytes>\n"
+	    "Sr 535 535 5.7.8 [2 bytes not shown] \xe2\x87\x92 authentication "
+	    "credentials invalid\n"
+	    "Cc 0 AUTH\n"
+	    "Sr 501 501 5.5.4 Syntax: AUTH mechanism \xe2\x87\x92 invalid "
+	    "command arguments\n");
+	assert_string_equal(st.auth_mech, "<invalid mechanism, 15 bytes>");
+	assert_false(contains(t, "secret", 0));
+	assert_false(contains(verdict, "secret", 0));
+	assert_string_equal(verdict, "AUTH <invalid mechanism, 15 bytes> "
+	    "rejected 535 5.7.8 authentication credentials invalid");
+	free(t);
+	script_free(&s);
+}
+
+/*
+ * BDAT's words split as AUTH's: the chunk is counted, never shown, with
+ * any separator a server might split at, leading and trailing blanks.
+ */
+static void
+test_bdat_whitespace(void **state)
+{
+	static const struct {
+		const char	*cmd;
+		size_t		 len;
+	} t[] = {
+		{ "BDAT 22 LAST", 12 }, { "BDAT\t22\tLAST", 12 },
+		{ " BDAT  22  LAST ", 16 }, { "\tbdat\t22 last\t", 14 },
+		{ "BDAT\v22\vLAST", 12 }, { "BDAT\f22\fLAST", 12 },
+		{ "BDAT\r22\rLAST", 12 }, { "BDAT\00022\0LAST", 12 },
+		{ "bDaT 22 lAsT", 12 },
+	};
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char line[64], *t1;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof t / sizeof t[0]; i++) {
+		adds(&s, SMTP_SERVER, "220 x\r\n");
+		adds(&s, SMTP_CLIENT, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+		adds(&s, SMTP_SERVER, "250 ok\r\n250 ok\r\n");
+		memcpy(line, t[i].cmd, t[i].len);
+		memcpy(line + t[i].len, "\r\n", 2);
+		add(&s, SMTP_CLIENT, line, t[i].len + 2);
+		adds(&s, SMTP_CLIENT, "Chunkline1\r\nQUIT\r\nRSET\r\n");
+		adds(&s, SMTP_SERVER, "250 2.0.0 queued\r\n");
+		t1 = run_all_ways(&s, &st);
+		assert_true(contains(t1, "Cn 0 BDAT chunk: 22 bytes, LAST\n", 0));
+		assert_false(contains(t1, "Chunkline1", 0));
+		assert_false(contains(t1, "QUIT", 0));
+		assert_false(contains(t1, "RSET", 0));
+		assert_int_equal(st.messages_accepted, 1);
+		free(t1);
+		script_free(&s);
+	}
+}
+
+/*
+ * After an AUTH that did not succeed, a line that is not plainly a
+ * command may be a secret: masked with its length, and the reply to it
+ * too (servers quote what they refuse). Plain commands stay shown.
+ */
+static void
+test_auth_wary(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *t;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 5; i++) {
+		adds(&s, SMTP_SERVER, "220 x\r\n");
+		switch (i) {
+		case 0:		/* a final 504, then the response anyway */
+			adds(&s, SMTP_CLIENT, "AUTH FOO\r\n");
+			adds(&s, SMTP_SERVER, "504 5.5.4 no\r\n");
+			break;
+		case 1:		/* "*" and 501, then the response anyway */
+			adds(&s, SMTP_CLIENT, "AUTH PLAIN\r\n");
+			adds(&s, SMTP_SERVER, "334 \r\n");
+			adds(&s, SMTP_CLIENT, "*\r\n");
+			adds(&s, SMTP_SERVER, "501 5.7.0 cancelled\r\n");
+			break;
+		case 2:		/* a duplicate reply taken for AUTH's */
+			adds(&s, SMTP_CLIENT, "AUTH LOGIN\r\n");
+			adds(&s, SMTP_SERVER, "250 2.0.0 Ok\r\n");
+			break;
+		case 3:		/* a 535, then the password typed again */
+			adds(&s, SMTP_CLIENT, "AUTH LOGIN\r\n");
+			adds(&s, SMTP_SERVER, "334 VXNlcm5hbWU6\r\n");
+			adds(&s, SMTP_CLIENT, "YWxpY2U=\r\n");
+			adds(&s, SMTP_SERVER, "334 UGFzc3dvcmQ6\r\n");
+			adds(&s, SMTP_CLIENT, "eA==\r\n");
+			adds(&s, SMTP_SERVER, "535 5.7.8 no\r\n");
+			break;
+		case 4:		/* a 235 nobody asked for */
+			adds(&s, SMTP_CLIENT, "AUTH LOGIN\r\n");
+			adds(&s, SMTP_SERVER, "235 2.7.0 Ok\r\n");
+			break;
+		}
+		adds(&s, SMTP_CLIENT, CANARY "\r\n");
+		adds(&s, SMTP_SERVER, "500 5.5.2 Error: command \"" CANARY
+		    "\" not recognized\r\n");
+		adds(&s, SMTP_CLIENT, CANARY " more words\r\nVRFY " CANARY
+		    "\r\nHELP " CANARY "\r\nNOOP " CANARY "\r\nMAIL " CANARY
+		    "\r\nEHLO " CANARY " x\r\n");
+		adds(&s, SMTP_SERVER, "500-" CANARY "\r\n500 " CANARY "\r\n"
+		    "502 5.5.1 " CANARY "\r\n502 " CANARY "\r\n250 " CANARY
+		    "\r\n501 " CANARY "\r\n501 " CANARY "\r\n");
+		/* Plain commands are shown, and so are their replies. */
+		adds(&s, SMTP_CLIENT, "EHLO client.example\r\nNOOP\r\n"
+		    "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRSET\r\n");
+		adds(&s, SMTP_SERVER, "250 mx\r\n250 ok\r\n250 ok\r\n250 ok\r\n"
+		    "250 ok\r\n");
+		/* Still after a failure; after a success, a session again. */
+		adds(&s, SMTP_CLIENT, i < 4 ? CANARY "\r\n" : "XFOO\r\n");
+		adds(&s, SMTP_SERVER, i < 4 ? "500 5.5.2 " CANARY "\r\n" :
+		    "500 5.5.2 XFOO?\r\n");
+		if (i < 4)
+			add(&s, SMTP_CLIENT, CANARY, strlen(CANARY));
+		t = run_all_ways(&s, &st);
+		if (getenv("TEST_SMTP_DUMP") != NULL)
+			fputs(t, stderr);
+		assert_true(contains(t, "Cn 0 a client line after AUTH that is "
+		    "not a plain SMTP command is masked, and so is the reply to "
+		    "it: it may be a password\nCc 0 <masked, 13 bytes>\n", 0));
+		assert_true(contains(t, "Sr 500 500 5.5.2 [45 bytes not shown] "
+		    "\xe2\x87\x92 syntax error\n", 0));
+		assert_true(contains(t, "Cc 0 <masked, 24 bytes>\n", 0));
+		assert_true(contains(t, "Cc 0 EHLO client.example\n"
+		    "Cc 0 NOOP\nCc 0 MAIL FROM:<a@b>\nCc 0 RCPT TO:<c@d>\n"
+		    "Cc 0 RSET\n", 0));
+		if (i < 4)
+			assert_true(contains(t, "Cc 0 <masked, 13 bytes> "
+			    "[no CRLF]\n", 0));
+		else
+			assert_true(contains(t, "Cc 0 XFOO\n", 0));
+		assert_false(contains(t, "Canar", 0));
+		assert_false(contains(verdict, "Canar", 0));
+		/* The note is said once per AUTH. */
+		assert_null(strstr(strstr(t, "is masked, and so") + 1,
+		    "is masked, and so"));
+		free(t);
+		script_free(&s);
+	}
+}
+
+/* After a successful AUTH an ordinary session is shown in full. */
+static void
+test_auth_success_not_masked(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *t;
+
+	(void)state;
+	adds(&s, SMTP_SERVER, "220 x\r\n");
+	add_b64(&s, "AUTH PLAIN ", PLAIN_BLOB, PLAIN_BLOB_LEN);
+	adds(&s, SMTP_SERVER, "235 2.7.0 ok\r\n");
+	adds(&s, SMTP_CLIENT, "MAIL FROM:<a@b> SIZE=10\r\nRCPT TO:<c@d>\r\n"
+	    "VRFY bob\r\nXFOO bar\r\nNOOP\r\nRSET\r\nQUIT\r\n");
+	adds(&s, SMTP_SERVER, "250 ok\r\n250 ok\r\n252 bob\r\n500 XFOO?\r\n"
+	    "250 ok\r\n250 ok\r\n221 bye\r\n");
+	t = run_all_ways(&s, &st);
+	if (getenv("TEST_SMTP_DUMP") != NULL)
+		fputs(t, stderr);
+	assert_true(contains(t, "Cc 0 MAIL FROM:<a@b> SIZE=10\n"
+	    "Cc 0 RCPT TO:<c@d>\nCc 0 VRFY bob\nCc 0 XFOO bar\nCc 0 NOOP\n"
+	    "Cc 0 RSET\nCc 0 QUIT\n", 0));
+	assert_true(contains(t, "Sr 500 500 XFOO? \xe2\x87\x92 syntax error, command unrecognized\n", 0));
+	assert_false(contains(t, "Cc 0 <masked", 0));
+	assert_false(contains(t, "not shown", 0));
+	free(t);
+	script_free(&s);
+}
+
+/* The message a client sends after DATA was refused is counted, not shown. */
+static void
+test_data_refused_body(void **state)
+{
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *t;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 3; i++) {
+		adds(&s, SMTP_SERVER, "220 x\r\n");
+		adds(&s, SMTP_CLIENT, "MAIL FROM:<a@b>\r\nDATA\r\n");
+		adds(&s, SMTP_SERVER, "250 ok\r\n");
+		if (i == 2)	/* refused after a line of it was sent */
+			adds(&s, SMTP_CLIENT, "Subject: Body-Secret-1\r\n");
+		adds(&s, SMTP_SERVER, i == 0 ? "554 5.5.1 no valid recipients"
+		    "\r\n" : "503 5.5.1 need RCPT\r\n");
+		if (i != 2)
+			adds(&s, SMTP_CLIENT, "Subject: Body-Secret-1\r\n");
+		adds(&s, SMTP_CLIENT, "\r\nBody-Secret-2\r\nQUIT\r\n"
+		    "AUTH PLAIN x\r\n.\r\nQUIT\r\n");
+		adds(&s, SMTP_SERVER, "500 5.5.2 \"Subject: Body-Secret-1\"\r\n"
+		    "500 5.5.2 \"\"\r\n500 5.5.2 \"Body-Secret-2\"\r\n221 quits"
+		    "\r\n500 AUTH Body-Secret-3\r\n500 5.5.2 \".\"\r\n"
+		    "221 2.0.0 bye\r\n");
+		t = run_all_ways(&s, &st);
+		if (getenv("TEST_SMTP_DUMP") != NULL)
+			fputs(t, stderr);
+		assert_false(contains(t, "Body-Secret", 0));
+		assert_false(contains(verdict, "Body-Secret", 0));
+		assert_true(contains(t, "Cn 0 message after the refused DATA: "
+		    "61 bytes, 5 lines, longest line 22 bytes\nCc 0 .\n", 0));
+		assert_true(contains(t, "Sr 500 500 5.5.2 [3 bytes not shown]", 0));
+		/* In step again: the last QUIT and its reply are shown. */
+		assert_true(contains(t, "Cc 0 .\nCc 0 QUIT\n", 0));
+		assert_true(contains(t, "Sr 221 221 [5 bytes not shown]\n", 0));
+		assert_true(contains(t, "Sr 221 221 2.0.0 bye \xe2\x87\x92 "
+		    "success\n", 0));
+		assert_int_equal(st.messages_rejected, 1);
+		assert_int_equal(st.messages_accepted, 0);
+		free(t);
+		script_free(&s);
+	}
+	/* A plain command after the refusal is a command. */
+	adds(&s, SMTP_SERVER, "220 x\r\n");
+	adds(&s, SMTP_CLIENT, "DATA\r\n");
+	adds(&s, SMTP_SERVER, "554 5.5.1 no\r\n");
+	adds(&s, SMTP_CLIENT, "RSET\r\n");
+	adds(&s, SMTP_SERVER, "250 ok\r\n");
+	t = run_all_ways(&s, &st);
+	assert_true(contains(t, "Cc 0 RSET\nSr 250 250 ok\n", 0));
+	assert_false(contains(t, "refused DATA", 0));
+	free(t);
+	script_free(&s);
+}
+
 /* Under PIPELINING a reply names the command it answers (RFC 2920 example). */
 static void
 test_pipelined_reply_names_command(void **state)
@@ -1879,6 +2292,12 @@ main(void)
 		cmocka_unit_test(test_verdicts),
 		cmocka_unit_test(test_odd_byte_counts),
 		cmocka_unit_test(test_random_soup),
+		cmocka_unit_test(test_auth_whitespace),
+		cmocka_unit_test(test_auth_masked_past_verb),
+		cmocka_unit_test(test_bdat_whitespace),
+		cmocka_unit_test(test_auth_wary),
+		cmocka_unit_test(test_auth_success_not_masked),
+		cmocka_unit_test(test_data_refused_body),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
