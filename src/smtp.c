@@ -7,6 +7,7 @@
  * state (RFC 2920 pipelining: a FIFO of commands awaiting replies); when the
  * parser cannot tell what a client line is, it shows only its length.
  */
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +35,8 @@
 #define SMTP_CAP_SHOW		80	/* bytes shown of one capability */
 #define SMTP_MECHS_SIZE		256	/* " PLAIN LOGIN " and its NUL, at most */
 #define SMTP_DIAG_MAX		200
+#define SMTP_QUOTED_MAX		4096	/* masked bytes a reply is checked against */
+#define SMTP_QUOTE_PIECE	8	/* bytes of a masked line that count as quoted */
 #define SMTP_ARROW		" \xe2\x87\x92 "	/* U+21D2 */
 
 enum smtp_cmd {
@@ -243,6 +246,13 @@ struct smtp {
 	int			 auth_invalid;	/* not decoded: masked past the verb */
 	int			 auth_secret;	/* a client line may have held one */
 	/*
+	 * The masked client lines since the AUTH began, lower case, each
+	 * ended by '\n' (which no line holds): a reply that quotes a piece
+	 * of one is shown by its codes only. Full: every such reply is.
+	 */
+	struct strbuf		 quoted;
+	int			 quoted_full;
+	/*
 	 * An AUTH was sent and no plain command has followed its success:
 	 * a client line that is not plainly a command may be a secret.
 	 */
@@ -275,6 +285,7 @@ smtp_new(smtp_rec_cb cb, void *arg)
 	p->arg = arg;
 	strbuf_init(&p->out, 0);
 	strbuf_init(&p->tmp, 0);
+	strbuf_init(&p->quoted, SMTP_QUOTED_MAX);
 	/*
 	 * Room for SMTP_CAPS_MAX escaped capabilities at their longest, so
 	 * that the cap never cuts an escape or a UTF-8 sequence in two.
@@ -295,6 +306,12 @@ smtp_new(smtp_rec_cb cb, void *arg)
 	return p;
 }
 
+static void	smtp_quote_watch(struct smtp *, const unsigned char *, size_t,
+		    size_t);
+static void	smtp_quote_forget(struct smtp *);
+static int	smtp_quotes_masked(const struct smtp *, const unsigned char *,
+		    size_t);
+
 void
 smtp_free(struct smtp *p)
 {
@@ -314,6 +331,7 @@ smtp_free(struct smtp *p)
 	sasl_free(p->sasl);
 	strbuf_free(&p->out);
 	strbuf_free(&p->tmp);
+	strbuf_free(&p->quoted);
 	explicit_bzero(p, sizeof *p);
 	free(p);
 }
@@ -1494,12 +1512,15 @@ smtp_sasl_line(struct smtp *p, int eof)
 		sasl_client(p->sasl, (const char *)l->buf, len, 0, &p->tmp);
 	if (len == 1 && l->buf[0] == '*')
 		p->auth_cancelled = 1;
-	if (!sasl_last_public(p->sasl))
+	if (!sasl_last_public(p->sasl)) {
 		p->auth_secret = 1;
+		smtp_quote_watch(p, l->buf, len, l->kept);
+	}
 	smtp_auth_diag(p, strbuf_str(&p->tmp), p->tmp.len);
-	if (p->desync)
+	if (p->desync) {
 		smtp_hidden(p, len, 0);
-	else {
+		smtp_quote_watch(p, l->buf, len, l->kept);
+	} else {
 		if (sasl_last_public(p->sasl))
 			smtp_line_text(p, l, len, 1, 0);
 		else
@@ -1627,6 +1648,8 @@ smtp_auth_command(struct smtp *p, const unsigned char *s, size_t len,
 	p->auth_ir = a.valid && a.ir < a.ir_end;
 	p->auth_invalid = !a.valid;
 	p->auth_secret = !a.valid || p->auth_ir;
+	if (p->auth_secret)
+		smtp_quote_watch(p, s + verb, len - verb, kept - verb);
 	p->auth_cancelled = 0;
 	p->auth_final = 0;
 	free(p->auth_diag);
@@ -1931,14 +1954,18 @@ smtp_command(struct smtp *p, int eof)
 		p->bdat_size = p->bdat_left = size;
 		p->bdat_last = last;
 	}
-	if (p->desync)
+	if (p->desync) {
 		smtp_hidden(p, len, 0);
-	else if (masked)
+		smtp_quote_watch(p, l->buf, len, kept);
+	} else if (masked) {
 		smtp_masked_line(p, len, 0);
-	else {
+		smtp_quote_watch(p, l->buf, len, kept);
+	} else {
 		smtp_line_text(p, l, len, crlf, 0);
-		if (p->stats.auth_code == 235)
+		if (p->stats.auth_code == 235) {
 			p->auth_wary = 0;
+			smtp_quote_forget(p);
+		}
 	}
 	smtp_remember(p, strbuf_str(&p->out), p->out.len);
 	smtp_emit(p, SMTP_CLIENT, SMTP_REC_COMMAND, 0);
@@ -2291,7 +2318,8 @@ smtp_reply_verb(const struct smtp *p)
  * decoded; a 334 is decoded, and a success quotes nothing.
  */
 static int
-smtp_reply_quotes_hidden(const struct smtp *p, int code)
+smtp_reply_quotes_hidden(const struct smtp *p, int code,
+    const unsigned char *s, size_t len)
 {
 	enum smtp_cmd h;
 
@@ -2299,9 +2327,73 @@ smtp_reply_quotes_hidden(const struct smtp *p, int code)
 		return 0;
 	if (smtp_answers_auth(p))
 		return code != 334 && (p->auth_invalid ||
-		    (p->auth_secret && code / 100 != 2));
+		    (p->auth_secret && code / 100 != 2)) &&
+		    smtp_quotes_masked(p, s, len);
 	h = smtp_head(p);
-	return h == SMTP_CMD_MASKED || h == SMTP_CMD_JUNK;
+	return h == SMTP_CMD_JUNK ||
+	    (h == SMTP_CMD_MASKED && smtp_quotes_masked(p, s, len));
+}
+
+/* Keep a masked client line for smtp_quotes_masked(); fail closed when long. */
+static void
+smtp_quote_watch(struct smtp *p, const unsigned char *s, size_t len,
+    size_t kept)
+{
+	size_t i;
+
+	if (len == 0)
+		return;
+	if (len > kept || p->quoted.len + len + 1 > SMTP_QUOTED_MAX) {
+		p->quoted_full = 1;
+		return;
+	}
+	for (i = 0; i < len; i++)
+		strbuf_addc(&p->quoted, (char)tolower(s[i]));
+	strbuf_addc(&p->quoted, '\n');
+}
+
+/* The AUTH is over and a plain command shown: nothing to watch for. */
+static void
+smtp_quote_forget(struct smtp *p)
+{
+	strbuf_reset(&p->quoted);
+	p->quoted_full = 0;
+}
+
+/*
+ * Does a reply quote a masked client line? Servers echo refused commands
+ * (aiosmtpd, sendmail), upper-cased at times: any SMTP_QUOTE_PIECE bytes of
+ * a masked line in the reply, in any case, count; a shorter line counts
+ * whole. Replies that quote nothing keep their text, which is what a user
+ * needs to read ("534 5.7.9 Application-specific password required").
+ */
+static int
+smtp_quotes_masked(const struct smtp *p, const unsigned char *s, size_t len)
+{
+	char low[SMTP_LINE_MAX];
+	const char *seg, *end, *nl;
+	size_t i, n, w;
+
+	if (p->quoted_full)
+		return 1;
+	if (len > sizeof low)
+		return 1;
+	for (i = 0; i < len; i++)
+		low[i] = (char)tolower(s[i]);
+	seg = strbuf_str(&p->quoted);
+	end = seg + p->quoted.len;
+	for (; seg < end; seg = nl + 1) {
+		nl = memchr(seg, '\n', (size_t)(end - seg));
+		n = (size_t)(nl - seg);
+		w = n < SMTP_QUOTE_PIECE ? n : SMTP_QUOTE_PIECE;
+		for (i = 0; i + w <= n; i++)
+			if (memmem(low, len, seg + i, w) != NULL) {
+				explicit_bzero(low, len);
+				return 1;
+			}
+	}
+	explicit_bzero(low, len);
+	return 0;
 }
 
 /* "500 5.5.2 [30 bytes not shown]": the codes, the text's length. */
@@ -2343,7 +2435,8 @@ smtp_server_line(struct smtp *p, int eof)
 	enh[0] = '\0';
 	if (code != 0)
 		status_parse(code, (const char *)l->buf, kept, enh);
-	if (smtp_reply_quotes_hidden(p, code))
+	if (smtp_reply_quotes_hidden(p, code, l->buf, len > kept ? kept : len) ||
+	    (len > kept && smtp_reply_quotes_hidden(p, code, NULL, 0)))
 		smtp_reply_hidden(p, l->buf, len, code, enh, eof);
 	else
 		smtp_line_text(p, l, len, crlf, eof);

@@ -279,7 +279,7 @@ static const char session_expected[] =
 	    "authentication cancelled by the client (*)\n"
 	"Ca 0 AUTH PLAIN <masked> \xe2\x87\x92 authzid=\"\" "
 	    "user=\"alice@example.org\" password=<masked, 13 bytes>\n"
-	"Sr 535 535 5.7.8 [21 bytes not shown] \xe2\x87\x92 "
+	"Sr 535 535 5.7.8 Authentication failed \xe2\x87\x92 "
 	    "authentication credentials invalid\n"
 	"Ca 0 auth login\n"
 	"Sr 334 334 VXNlcm5hbWU6 \xe2\x87\x92 \"Username:\"\n"
@@ -452,8 +452,7 @@ test_auth_login_initial_response(void **state)
 	    "Sr 334 334 UGFzc3dvcmQ6 \xe2\x87\x92 \"Password:\"\n"
 	    "Ca 0 <masked> \xe2\x87\x92 password=<masked, 14 bytes, "
 	    "ends with LF (0x0a)>\n"
-	    "Sr 535 535 5.7.8 [2 bytes not shown] \xe2\x87\x92 authentication "
-	    "credentials invalid\n");
+	    "Sr 535 535 5.7.8 no \xe2\x87\x92 authentication credentials invalid\n");
 	assert_string_equal(st.auth_mech, "LOGIN");
 	assert_string_equal(st.auth_user, "alice");
 	assert_int_equal(st.auth_code, 535);
@@ -493,7 +492,7 @@ test_auth_fail_closed(void **state)
 	    "not a multiple of 4; <masked, 5 bytes>\n"
 	    "Ca 0 <masked> \xe2\x87\x92 undecodable: invalid base64 character "
 	    "at offset 6; <masked, 13 bytes>\n"
-	    "Sr 501 501 5.5.2 [10 bytes not shown] \xe2\x87\x92 cannot decode "
+	    "Sr 501 501 5.5.2 bad base64 \xe2\x87\x92 cannot decode "
 	    "the client's "
 	    "response (base64)\n"
 	    "Ca 0 AUTH PLAIN\n"
@@ -538,7 +537,7 @@ test_unexpected_334_masks(void **state)
 	    "Sn 0 unexpected 334 (no AUTH outstanding); client lines hidden "
 	    "until resynchronised\n"
 	    "Cc 0 [13 bytes, not shown]\n"
-	    "Sr 235 235 [2 bytes not shown]\n"
+	    "Sr 235 235 ok\n"
 	    "Cc 0 RSET\n"
 	    "Sr 250 250 ok\n"
 	    "Cc 0 NOOP\n"
@@ -1599,7 +1598,7 @@ test_verdicts(void **state)
 	adds(&s, SMTP_CLIENT, "QUIT\r\n");
 	adds(&s, SMTP_SERVER, "221 2.0.0 Bye\r\n");
 	t = run_all_ways(&s, &st);
-	assert_true(contains(t, "Sr 535 535 5.7.8 [28 bytes not shown] "
+	assert_true(contains(t, "Sr 535 535 5.7.8 Error: authentication failed "
 	    "\xe2\x87\x92 authentication credentials invalid\n", 0));
 	assert_string_equal(verdict, "AUTH LOGIN (initial-response) as "
 	    "alice@example.org rejected 535 5.7.8; the password ends in LF "
@@ -1934,7 +1933,7 @@ test_auth_whitespace(void **state)
 			assert_true(contains(t1, "password=<masked, 13 bytes>",
 			    0));
 			assert_true(i % 3 == 1 || contains(t1, "Sr 535 535 5.7.8 "
-			    "[2 bytes not shown]", 0));
+			    "no", 0));
 		} else {
 			snprintf(mech, sizeof mech, "<invalid mechanism, %zu "
 			    "bytes>", n - (t[i].prelen - (i == 20 ? 1 : 0)) +
@@ -1985,7 +1984,7 @@ test_auth_masked_past_verb(void **state)
 	    "with a valid mechanism name: not decoded\n"
 	    "Sr 334 334  \xe2\x87\x92 \"\"\n"
 	    "Ca 0 <masked> \xe2\x87\x92 <opaque, 8 bytes>\n"
-	    "Sr 535 535 5.7.8 [2 bytes not shown] \xe2\x87\x92 authentication "
+	    "Sr 535 535 5.7.8 no \xe2\x87\x92 authentication "
 	    "credentials invalid\n"
 	    "Cc 0 AUTH\n"
 	    "Sr 501 501 5.5.4 Syntax: AUTH mechanism \xe2\x87\x92 invalid "
@@ -2257,6 +2256,56 @@ test_pipelined_reply_names_command(void **state)
 	script_free(&s);
 }
 
+/*
+ * A refusal after a masked line keeps its text unless it quotes a piece of
+ * that line (in any case): the provider's words are what a user debugs from.
+ */
+static void
+test_auth_refusal_text_kept(void **state)
+{
+	static const struct {
+		const char	*client;	/* after the failed AUTH */
+		const char	*reply;
+		int		 hidden;
+	} t[] = {
+		{ "hunter2-password\r\n",
+		  "500 5.5.2 Error: command \"HUNTER2-PASSWORD\" not recognized\r\n", 1 },
+		{ "hunter2-password\r\n",
+		  "500 5.5.2 unknown command 'hunter2-pa...'\r\n", 1 },
+		{ "abc12\r\n", "500 5.5.2 what is ABC12?\r\n", 1 },
+		{ "hunter2-password\r\n",
+		  "500 5.5.2 Error: command not recognized\r\n", 0 },
+		{ "abc12\r\n", "502 5.5.1 unrecognised\r\n", 0 },
+	};
+	struct script s = { .n = 0 };
+	struct smtp_stats st;
+	char *txt;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof t / sizeof t[0]; i++) {
+		s.n = 0;
+		adds(&s, SMTP_SERVER, "220 x\r\n");
+		adds(&s, SMTP_CLIENT, "AUTH PLAIN AGFsaWNlAHdyb25nLXBhc3N3b3Jk\r\n");
+		adds(&s, SMTP_SERVER, "535 5.7.139 Authentication unsuccessful, "
+		    "SmtpClientAuthentication is disabled for the Tenant\r\n");
+		adds(&s, SMTP_CLIENT, t[i].client);
+		adds(&s, SMTP_SERVER, t[i].reply);
+		adds(&s, SMTP_CLIENT, "QUIT\r\n");
+		adds(&s, SMTP_SERVER, "221 bye\r\n");
+		txt = run_all_ways(&s, &st);
+		/* The AUTH line is not quoted: the provider's text is shown. */
+		assert_true(contains(txt, "SmtpClientAuthentication is disabled "
+		    "for the Tenant", 0));
+		assert_false(contains(txt, "hunter2", 0));
+		assert_false(contains(txt, "HUNTER2", 0));
+		assert_false(contains(txt, "abc12", 0));
+		assert_false(contains(txt, "ABC12", 0));
+		assert_int_equal(contains(txt, "bytes not shown]", 0), t[i].hidden);
+		free(txt);
+	}
+}
+
 int
 main(void)
 {
@@ -2294,6 +2343,7 @@ main(void)
 		cmocka_unit_test(test_random_soup),
 		cmocka_unit_test(test_auth_whitespace),
 		cmocka_unit_test(test_auth_masked_past_verb),
+		cmocka_unit_test(test_auth_refusal_text_kept),
 		cmocka_unit_test(test_bdat_whitespace),
 		cmocka_unit_test(test_auth_wary),
 		cmocka_unit_test(test_auth_success_not_masked),
