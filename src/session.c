@@ -34,8 +34,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
-/* For the write event of a socket bufferevent (session_write_now). */
-#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 
 #include <openssl/rand.h>
@@ -44,6 +42,7 @@
 #include "escape.h"
 #include "log.h"
 #include "options.h"
+#include "relay_io.h"
 #include "reply.h"
 #include "session.h"
 #include "smtp.h"
@@ -56,8 +55,6 @@
 
 /* Queued bytes in one direction before the sender is throttled. */
 #define RELAY_HIWAT		(256 * 1024)
-/* Relayed bytes per buffer below which they are copied (session_move). */
-#define RELAY_CHAIN_MIN		1024
 /* Ciphertext queued under the TLS filter before it stops encrypting. */
 #define TLS_UNDER_HIWAT		(64 * 1024)
 /* Bytes of an early-talking MUA held back until RELAY. */
@@ -75,11 +72,6 @@
  * TLS record per loop turn and per writev.
  */
 #define MAX_SINGLE_WRITE	(64 * 1024)
-/*
- * The least room for a read (session_reader_cb): with the chain's header,
- * one 4 KiB allocation, enough for a command or a small message at once.
- */
-#define READ_ROOM_MIN		(4096 - 128)
 
 enum session_state {
 	SESSION_CONNECTING,
@@ -137,7 +129,6 @@ static void	session_cli_readcb(struct bufferevent *, void *);
 static void	session_cli_writecb(struct bufferevent *, void *);
 static void	session_cli_eventcb(struct bufferevent *, short, void *);
 static void	session_close(struct session *, const char *);
-static void	session_write_now(struct bufferevent *);
 /* What libevent calls: the callbacks above, inside session_guard_enter(). */
 static void	session_up_readcb_g(struct bufferevent *, void *);
 static void	session_up_writecb_g(struct bufferevent *, void *);
@@ -667,7 +658,7 @@ session_start_relay(struct session *s)
 	bufferevent_setwatermark(s->cli, EV_READ, 0, 0);
 	bufferevent_enable(s->cli, EV_READ | EV_WRITE);
 	bufferevent_enable(s->up, EV_READ | EV_WRITE);
-	session_write_now(s->cli);
+	relay_write_now(s->cli);
 	if (early > 0)
 		session_cli_readcb(s->cli, s);
 }
@@ -682,7 +673,7 @@ session_send_ehlo(struct session *s)
 	session_note_line(s, "smtptap", "upstream", line, (size_t)n);
 	bufferevent_write(s->up, line, (size_t)n);
 	bufferevent_write(s->up, "\r\n", 2);
-	session_write_now(s->up);
+	relay_write_now(s->up);
 	reply_init(&s->reply);
 	session_enter(s, SESSION_EHLO);
 }
@@ -692,7 +683,7 @@ session_send_starttls(struct session *s)
 {
 	session_note_line(s, "smtptap", "upstream", "STARTTLS", 8);
 	bufferevent_write(s->up, "STARTTLS\r\n", 10);
-	session_write_now(s->up);
+	relay_write_now(s->up);
 	reply_init(&s->reply);
 	session_enter(s, SESSION_STARTTLS);
 }
@@ -731,7 +722,7 @@ session_start_tls(struct session *s)
 	    session_up_eventcb_g, s);
 	/* Starts the handshake: the ClientHello goes out from here. */
 	bufferevent_enable(filter, EV_READ | EV_WRITE);
-	session_write_now(filter);
+	relay_write_now(filter);
 	{
 		struct tx_field f[] = {
 			TXF_STR("event", "handshake"), TXF_STR("name", name),
@@ -756,7 +747,7 @@ session_tls_up(struct session *s)
 	int ok;
 
 	/* The handshake's last flight (our Finished) is queued: send it now. */
-	session_write_now(s->up);
+	relay_write_now(s->up);
 	s->tls_up = 1;
 	snprintf(s->tls_version, sizeof s->tls_version, "%s", SSL_get_version(ssl));
 	strbuf_init(&sb, 0);
@@ -1016,90 +1007,6 @@ session_feed(struct session *s, enum smtp_dir dir, struct evbuffer *buf,
 }
 
 /*
- * Write what bev has queued at once, from the callback that queued it.
- * Left to libevent, every relayed piece costs an epoll_ctl to add the write
- * event, a loop turn to see it fire, the writev, and an epoll_ctl to delete
- * it again. Here the event that libevent has just added is deleted in the
- * same turn, which the changelist (daemon.c) turns into no system call. What
- * the socket does not take stays queued under that write event, as before.
- * For the TLS filter, the socket is the bufferevent under it. This mirrors
- * bufferevent_writecb() of libevent 2.1.12 (bufferevent_sock.c), errors and
- * write callbacks included.
- */
-static void
-session_write_now(struct bufferevent *bev)
-{
-	struct bufferevent *sock;
-	struct evbuffer *out;
-	evutil_socket_t fd;
-	int n, err;
-
-	if (bev == NULL)
-		return;
-	if ((sock = bufferevent_get_underlying(bev)) == NULL)
-		sock = bev;
-	out = bufferevent_get_output(sock);
-	fd = bufferevent_getfd(sock);
-	if (fd < 0 || evbuffer_get_length(out) == 0 ||
-	    !(bufferevent_get_enabled(sock) & EV_WRITE))
-		return;
-	/* A bufferevent keeps the start of its output frozen but for its own
-	 * writes. */
-	evbuffer_unfreeze(out, 1);
-	n = evbuffer_write_atmost(out, fd,
-	    bufferevent_get_max_single_write(sock));
-	evbuffer_freeze(out, 1);
-	if (n <= 0) {
-		err = EVUTIL_SOCKET_ERROR();
-		if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
-			return;
-		/* Reported as libevent's own write would, with this errno. */
-		bufferevent_disable(sock, EV_WRITE);
-		EVUTIL_SET_SOCKET_ERROR(err);
-		bufferevent_trigger_event(sock, BEV_EVENT_WRITING |
-		    (n < 0 ? BEV_EVENT_ERROR : BEV_EVENT_EOF), 0);
-		return;
-	}
-	if (evbuffer_get_length(out) == 0)
-		event_del(&sock->ev_write);
-	bufferevent_trigger(sock, EV_WRITE, 0);
-}
-
-/*
- * Append all of src to dst. Buffers well filled move whole; bytes spread
- * thin over many buffers are copied into the room dst has, so that what a
- * throttled peer holds costs about its size: the TLS filter can decrypt
- * each small record into a buffer of its own, and moved as they were,
- * the replies of a server to a client that did not read them took 11 MB
- * for the 256 KiB of RELAY_HIWAT (test f50).
- */
-static void
-session_move(struct evbuffer *dst, struct evbuffer *src)
-{
-	struct evbuffer_iovec vec[16];
-	size_t len = evbuffer_get_length(src), done;
-	int n, i;
-
-	/* One buffer into an empty dst moves at no cost in memory either:
-	 * the bytes that follow are copied into its room. */
-	n = evbuffer_peek(src, -1, NULL, NULL, 0);
-	if (n <= 0 || len / (size_t)n >= RELAY_CHAIN_MIN ||
-	    (n == 1 && evbuffer_get_length(dst) == 0)) {
-		evbuffer_add_buffer(dst, src);
-		return;
-	}
-	while ((n = evbuffer_peek(src, -1, NULL, vec, 16)) > 0) {
-		if (n > 16)
-			n = 16;
-		for (i = 0, done = 0; i < n; i++) {
-			evbuffer_add(dst, vec[i].iov_base, vec[i].iov_len);
-			done += vec[i].iov_len;
-		}
-		evbuffer_drain(src, done);
-	}
-}
-
-/*
  * Move everything readable from src to dst, after the parser has seen a
  * copy. Throttle src when dst holds too much: the slow side sets the pace.
  */
@@ -1122,8 +1029,8 @@ session_relay(struct session *s, struct bufferevent *src,
 		evbuffer_drain(in, len);
 		return;
 	}
-	session_move(bufferevent_get_output(dst), in);
-	session_write_now(dst);
+	relay_move(bufferevent_get_output(dst), in);
+	relay_write_now(dst);
 	if (evbuffer_get_length(bufferevent_get_output(dst)) >= RELAY_HIWAT) {
 		bufferevent_disable(src, EV_READ);
 		bufferevent_setwatermark(dst, EV_WRITE, RELAY_HIWAT / 2, 0);
@@ -1132,52 +1039,6 @@ session_relay(struct session *s, struct bufferevent *src,
 		else
 			s->up_throttled = 1;
 	}
-}
-
-/*
- * Small writes go out at once. With Nagle, the last TLS record of a message
- * (the ".") waited for the ACK of the bulk before it, which the peer delays
- * by 40 ms: the bulk benchmark spent 40 ms per message in epoll_wait.
- */
-static void
-session_nodelay(evutil_socket_t fd, int on)
-{
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-}
-
-/* The close_notify left: the TCP half-close follows (session_up_fin_after). */
-static void
-session_up_fin_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-    void *arg)
-{
-	struct session *s = arg;
-
-	if (info->n_deleted == 0 || evbuffer_get_length(buf) > 0)
-		return;
-	evbuffer_remove_cb(buf, session_up_fin_cb, s);
-	if (s->up != NULL)
-		shutdown(bufferevent_getfd(s->up), SHUT_WR);
-}
-
-/*
- * After our close_notify, end the TCP stream too. A GnuTLS server (Exim)
- * answers a close_notify only when the TCP connection ends, so without the
- * FIN both sides would wait for the other until FIN_TIMEOUT.
- */
-static void
-session_up_fin_after(struct session *s)
-{
-	struct bufferevent *sock = bufferevent_get_underlying(s->up);
-	struct evbuffer *out;
-
-	if (sock == NULL)
-		return;
-	out = bufferevent_get_output(sock);
-	session_write_now(s->up);
-	if (evbuffer_get_length(out) == 0)
-		shutdown(bufferevent_getfd(s->up), SHUT_WR);
-	else
-		evbuffer_add_cb(out, session_up_fin_cb, s);	/* allocates nothing */
 }
 
 /*
@@ -1200,11 +1061,11 @@ session_up_shutdown(struct session *s)
 	/* Nagle again for the close, so the server gets the last commands
 	 * before it sees the close_notify or FIN, not in the same breath:
 	 * aiosmtpd drops pipelined commands that arrive with the close. */
-	session_nodelay(bufferevent_getfd(s->up), 0);
+	relay_nodelay(bufferevent_getfd(s->up), 0);
 	if (s->tls_up) {
 		if ((ssl = bufferevent_openssl_get_ssl(s->up)) != NULL)
 			SSL_shutdown(ssl);
-		session_up_fin_after(s);
+		relay_fin_after(s->up);
 	} else
 		shutdown(bufferevent_getfd(s->up), SHUT_WR);
 }
@@ -1327,109 +1188,6 @@ session_up_eventcb(struct bufferevent *bev, short what, void *arg)
 	default:
 		return;
 	}
-}
-
-/*
- * Reading a socket bufferevent, libevent 2.1 asks the kernel how much is
- * waiting (ioctl FIONREAD) before every readv, and reads 4096 bytes at most
- * (EVBUFFER_MAX_READ in buffer.c), whatever bufferevent_set_max_single_read()
- * says: two system calls for a 40-byte command, four or more for 64 KiB of a
- * message. session_reader_cb() takes the place of libevent's read callback
- * on a session's two sockets and reads with one readv into room that starts
- * at one page and doubles while reads fill it, up to the max single read: a
- * bulk transfer settles at 64 KiB a read, while a command gets a small buffer
- * (the relay may move buffers whole to the other side, where a throttled
- * peer would hold a large buffer for a few bytes). What it does not handle
- * itself, the read high watermark used before the relay and timeouts, goes
- * to libevent's callback. It mirrors bufferevent_readcb() of libevent
- * 2.1.12, EOF and errors included.
- */
-static event_callback_fn	 libevent_readcb;
-/* Room for the next read, per descriptor (a bufferevent has no spare field,
- * and the descriptor outlives every callback of its bufferevent). */
-static size_t			*read_room;
-static size_t			 read_room_fds;
-
-static void
-session_reader_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct bufferevent *bev = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	struct evbuffer_iovec vec[2];
-	struct iovec iov[2];
-	size_t room, got, max = (size_t)bufferevent_get_max_single_read(bev);
-	ssize_t n;
-	int nvec, i, err;
-
-	/* Room for the header too: a full read is one 2^n allocation. */
-	max = max > READ_ROOM_MIN + 128 ? max - 128 : READ_ROOM_MIN;
-	if (what != EV_READ || bev->wm_read.high != 0 ||
-	    (size_t)fd >= read_room_fds) {
-		libevent_readcb(fd, what, arg);
-		return;
-	}
-	room = read_room[fd];
-	/* A bufferevent keeps the end of its input frozen between reads. */
-	evbuffer_unfreeze(in, 0);
-	if ((nvec = evbuffer_reserve_space(in, (ev_ssize_t)room, vec, 2)) <= 0) {
-		evbuffer_freeze(in, 0);
-		libevent_readcb(fd, what, arg);
-		return;
-	}
-	for (i = 0, got = 0; i < nvec; i++) {
-		iov[i].iov_base = vec[i].iov_base;
-		iov[i].iov_len = vec[i].iov_len < room - got ? vec[i].iov_len :
-		    room - got;
-		got += iov[i].iov_len;
-	}
-	n = readv(fd, iov, nvec);
-	err = errno;
-	if (n > 0) {
-		for (i = 0, got = (size_t)n; i < nvec; i++) {
-			vec[i].iov_len = got < iov[i].iov_len ? got : iov[i].iov_len;
-			got -= vec[i].iov_len;
-		}
-		evbuffer_commit_space(in, vec, nvec);
-	}
-	evbuffer_freeze(in, 0);
-	if (n > 0) {
-		/* Grow while reads fill their room; back to the least at once. */
-		room = (size_t)n < room ? READ_ROOM_MIN : 2 * room;
-		read_room[fd] = room > max ? max : room;
-		bufferevent_trigger(bev, EV_READ, 0);
-		return;
-	}
-	if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
-		return;
-	bufferevent_disable(bev, EV_READ);
-	EVUTIL_SET_SOCKET_ERROR(n < 0 ? err : 0);
-	bufferevent_trigger_event(bev, BEV_EVENT_READING |
-	    (n < 0 ? BEV_EVENT_ERROR : BEV_EVENT_EOF), 0);
-}
-
-/* Let session_reader_cb read bev's socket; before its read event is added. */
-static void
-session_reader_install(struct bufferevent *bev)
-{
-	evutil_socket_t fd = bufferevent_getfd(bev);
-	size_t nfds;
-
-	if (fd < 0 || event_pending(&bev->ev_read, EV_READ, NULL))
-		return;
-	if (libevent_readcb == NULL)
-		libevent_readcb = event_get_callback(&bev->ev_read);
-	/* Not the socket bufferevent this was written for: leave it be. */
-	if (event_get_callback(&bev->ev_read) != libevent_readcb ||
-	    event_get_callback_arg(&bev->ev_read) != bev)
-		return;
-	if ((size_t)fd >= read_room_fds) {
-		nfds = (size_t)fd + 256;
-		read_room = xrealloc(read_room, nfds * sizeof *read_room);
-		read_room_fds = nfds;
-	}
-	read_room[fd] = READ_ROOM_MIN;
-	event_assign(&bev->ev_read, bufferevent_get_base(bev), fd,
-	    event_get_events(&bev->ev_read), session_reader_cb, bev);
 }
 
 static void
@@ -1582,10 +1340,10 @@ session_connected_cb(struct bufferevent *bev, const char *status,
 		return;
 	}
 	s->up = bev;
-	session_nodelay(bufferevent_getfd(bev), 1);
+	relay_nodelay(bufferevent_getfd(bev), 1);
 	bufferevent_set_max_single_read(bev, MAX_SINGLE_READ);
 	bufferevent_set_max_single_write(bev, MAX_SINGLE_WRITE);
-	session_reader_install(bev);
+	relay_reader_install(bev);
 	bufferevent_setcb(bev, session_up_readcb_g, session_up_writecb_g,
 	    session_up_eventcb_g, s);
 	/* EV_WRITE is on since the bufferevent was made; enabling it again
@@ -1718,9 +1476,9 @@ session_begin(struct session *s, struct service *svc, int fd,
 		session_close(s, "out of resources");
 		return;
 	}
-	session_nodelay(fd, 1);
+	relay_nodelay(fd, 1);
 	bufferevent_set_max_single_read(s->cli, MAX_SINGLE_READ);
-	session_reader_install(s->cli);
+	relay_reader_install(s->cli);
 	bufferevent_setcb(s->cli, session_cli_readcb_g, session_cli_writecb_g,
 	    session_cli_eventcb_g, s);
 	/* Read only to notice a client that leaves early; relay nothing yet. */
