@@ -45,6 +45,7 @@
 #include "relay_io.h"
 #include "reply.h"
 #include "session.h"
+#include "session_int.h"
 #include "smtp.h"
 #include "strbuf.h"
 #include "tls.h"
@@ -72,52 +73,6 @@
  * TLS record per loop turn and per writev.
  */
 #define MAX_SINGLE_WRITE	(64 * 1024)
-
-enum session_state {
-	SESSION_CONNECTING,
-	SESSION_GREETING,
-	SESSION_EHLO,
-	SESSION_STARTTLS,
-	SESSION_HANDSHAKE,
-	SESSION_RELAY,
-	SESSION_CLIENT_GONE,
-	SESSION_FLUSHING,
-	SESSION_CLOSED,
-};
-
-struct session {
-	uint32_t		 id;
-	struct service		*svc;
-	enum session_state	 state;
-	double			 start;		/* monotonic seconds */
-	char			 client_addr[80];
-	char			 local_addr[80];
-
-	struct bufferevent	*cli;
-	struct bufferevent	*up;		/* socket, then the TLS filter on it */
-	struct upstream		*connector;
-	struct event		*timer;
-	struct event		*reaper;	/* frees the session from the loop */
-
-	struct reply		 reply;		/* the reply smtptap is waiting for */
-	struct strbuf		 greeting;	/* raw greeting bytes, held back */
-	struct smtp		*parser;	/* transcript of the relayed bytes */
-
-	struct tls_peer		 peer;
-	int			 tls_up;
-	char			 tls_version[32];
-
-	double			 last_activity;	/* monotonic seconds */
-	int			 cli_throttled;	/* cli reads off: upstream output full */
-	int			 up_throttled;	/* upstream reads off: cli output full */
-	int			 up_shut_pending; /* pass the MUA's close on once drained */
-	uint64_t		 bytes_c2s;
-	uint64_t		 bytes_s2c;
-	char			*failure;	/* why the session failed, for the summary */
-	struct txlimit		 limit;		/* what the relayed bytes may write */
-	int			 oom;		/* an allocation failed for it */
-	struct session		*prev, *next;	/* svc->head */
-};
 
 /* Sessions open in all services and all configuration generations. */
 static unsigned session_count;
@@ -173,7 +128,6 @@ session_arm(struct session *s, double seconds)
 	evtimer_add(s->timer, &tv);
 }
 
-static double	session_elapsed(const struct session *);
 
 /* The next relay deadline: idle, or the end of the session's lifetime. */
 static double
@@ -195,6 +149,8 @@ session_enter(struct session *s, enum session_state next)
 	log_debug("session %08x: %s -> %s", s->id, session_state_name(s->state),
 	    session_state_name(next));
 	s->state = next;
+	if (s->timer == NULL)
+		return;
 	evtimer_del(s->timer);
 	switch (next) {
 	case SESSION_GREETING:
@@ -234,139 +190,11 @@ session_sockaddr(const struct sockaddr *sa, socklen_t len, char *buf,
 		snprintf(buf, size, "%s:%s", host, port);
 }
 
-/* The service's name in records: NULL without a config file. */
-#define SESSION_SERVICE(s)	((s)->svc->name)
-
-static const char *const session_side_name[TXLIMIT_NSIDES] = {
-	"client", "server", "smtptap",
-};
-
-/* A line counted rather than written: say how often, once it changes. */
-static void
-session_repeats_note(struct session *s, enum txlimit_side side,
-    unsigned long n, const char *line)
-{
-	struct tx_field f[] = {
-		TXF_STR("side", session_side_name[side]), TXF_NUM("repeats", n),
-	};
-
-	if (!txlimit_admit(&s->limit))
-		return;
-	if (side == TXLIMIT_NOTE)
-		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "note", 0, f,
-		    TX_NFIELDS(f), "the note \"%s\" was repeated %lu more times",
-		    line, n);
-	else
-		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "note", 0, f,
-		    TX_NFIELDS(f), "the %s sent the line \"%s\" %lu more times",
-		    session_side_name[side], line, n);
-}
-
-/*
- * Every record the peers cause goes through here: repeats are counted and
- * the session's budget is kept (txlimit.h), so that a client cannot make
- * the transcript many times larger than what it sends.
- */
-static void
-session_peer_record(struct session *s, enum txlimit_side side, char dir,
-    const char *kind, int code, const struct tx_field *f, size_t nf,
-    const char *text, size_t len)
-{
-	unsigned long n;
-	const char *prev;
-
-	if (txlimit_repeat(&s->limit, side, kind, code, text, len, &n, &prev))
-		return;
-	if (n > 0)
-		session_repeats_note(s, side, n, prev);
-	if (txlimit_admit(&s->limit)) {
-		transcript_record(s->id, SESSION_SERVICE(s), dir, kind, code, f,
-		    nf, text, len);
-		return;
-	}
-	if (s->limit.unwritten == 1)
-		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "note", 0,
-		    NULL, 0, "transcript limit: this session wrote %lu records; "
-		    "later ones are counted, not written (max_records)",
-		    s->limit.written);
-}
-
-/* The session ends: the repeats not reported yet. */
-static void
-session_repeats_flush(struct session *s)
-{
-	enum txlimit_side side;
-	unsigned long n;
-	const char *prev;
-
-	for (side = 0; side < TXLIMIT_NSIDES; side++)
-		if ((n = txlimit_take_repeats(&s->limit, side, &prev)) > 0)
-			session_repeats_note(s, side, n, prev);
-}
-
-/* Transcript records from the parser of the relayed bytes. */
-static void
-session_parser_cb(const struct smtp_rec *rec, void *arg)
-{
-	struct session *s = arg;
-	struct tx_field side[] = {
-		TXF_STR("side", rec->dir == SMTP_CLIENT ? "client" : "server"),
-	};
-	const char *kind;
-	char dir;
-
-	switch (rec->kind) {
-	case SMTP_REC_COMMAND:
-		kind = "command";
-		break;
-	case SMTP_REC_AUTH:
-		kind = "auth";
-		break;
-	case SMTP_REC_REPLY:
-		kind = "reply";
-		break;
-	case SMTP_REC_HEADER:
-		kind = "header";
-		break;
-	default:
-		kind = "note";
-		break;
-	}
-	/* The parser's own remarks are smtptap's words ("*"), about a side. */
-	if (rec->kind == SMTP_REC_NOTE)
-		dir = '*';
-	else
-		dir = rec->dir == SMTP_CLIENT ? 'C' : 'S';
-	session_peer_record(s, rec->kind == SMTP_REC_NOTE ? TXLIMIT_NOTE :
-	    rec->dir == SMTP_CLIENT ? TXLIMIT_CLIENT : TXLIMIT_SERVER, dir, kind,
-	    rec->code, side, rec->kind == SMTP_REC_NOTE ? 1 : 0, rec->text,
-	    rec->len);
-}
-
-/*
- * A protocol line smtptap itself sent or received before the relay: who is
- * "smtptap" or "upstream", to is who it was for.
- */
-static void
-session_note_line(struct session *s, const char *who, const char *to,
-    const char *line, size_t len)
-{
-	struct tx_field f[] = { TXF_STR("who", who), TXF_STR("to", to) };
-	struct strbuf sb;
-
-	strbuf_init(&sb, 0);
-	strbuf_printf(&sb, "%s> ", who);
-	escape_append_max(&sb, line, len, 512);
-	transcript_record(s->id, SESSION_SERVICE(s), '*', "dialogue", 0, f,
-	    TX_NFIELDS(f), sb.buf, sb.len);
-	strbuf_free(&sb);
-}
-
 /*
  * Seconds on the monotonic clock: durations and idle times must not jump
  * when the wall clock is stepped (NTP, an admin's date -s).
  */
-static double
+double
 session_mono(void)
 {
 	struct timespec ts;
@@ -375,81 +203,10 @@ session_mono(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static double
+double
 session_elapsed(const struct session *s)
 {
 	return session_mono() - s->start;
-}
-
-/* One line a person can act on, from the parser; right before the summary. */
-static void
-session_verdict(struct session *s)
-{
-	struct strbuf sb;
-
-	/* Before the relay, or failed: the summary's "failed:" says it all. */
-	if (s->parser == NULL || s->failure != NULL || s->state < SESSION_RELAY)
-		return;
-	strbuf_init(&sb, 0);
-	smtp_verdict(s->parser, &sb);
-	{
-		struct tx_field f[] = { TXF_STR("verdict", strbuf_str(&sb)) };
-
-		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "verdict", 0,
-		    f, TX_NFIELDS(f), "verdict: %s", strbuf_str(&sb));
-	}
-	strbuf_free(&sb);
-}
-
-static void
-session_summary(struct session *s)
-{
-	const struct smtp_stats *st = s->parser ? smtp_stats(s->parser) : NULL;
-	int auth = st != NULL && st->auth_mech[0] != '\0';
-	double elapsed = session_elapsed(s);
-	struct tx_field f[] = {
-		TXF_NUM("duration_ms", (long long)(elapsed * 1000)),
-		TXF_NUM("bytes_c2s", s->bytes_c2s),
-		TXF_NUM("bytes_s2c", s->bytes_s2c),
-		TXF_STR("tls", s->tls_up ? s->tls_version : NULL),
-		TXF_STR("auth_mech", auth ? st->auth_mech : NULL),
-		TXF_STR("auth_user", auth && st->auth_user[0] != '\0' ?
-		    st->auth_user : NULL),
-		TXF_NUM("auth_code", auth ? st->auth_code : 0),
-		TXF_NUM("messages_accepted", st ? st->messages_accepted : 0),
-		TXF_NUM("messages_rejected", st ? st->messages_rejected : 0),
-		TXF_STR("failure", s->failure),
-		TXF_NUM("records_unwritten", s->limit.unwritten),
-	};
-	struct strbuf sb;
-
-	strbuf_init(&sb, 0);
-	strbuf_printf(&sb, "summary: duration %.3fs, client→server %llu bytes, "
-	    "server→client %llu bytes, tls %s", elapsed,
-	    (unsigned long long)s->bytes_c2s, (unsigned long long)s->bytes_s2c,
-	    s->tls_up ? s->tls_version : "none");
-	if (auth) {
-		strbuf_printf(&sb, ", auth %s", st->auth_mech);
-		if (st->auth_user[0] != '\0')
-			strbuf_printf(&sb, " user=\"%s\"", st->auth_user);
-		if (st->auth_code != 0)
-			strbuf_printf(&sb, " %d (%s)", st->auth_code,
-			    st->auth_code / 100 == 2 ? "accepted" : "rejected");
-		else
-			strbuf_adds(&sb, " (no answer)");
-	} else
-		strbuf_adds(&sb, ", auth none");
-	strbuf_printf(&sb, ", messages %llu accepted %llu rejected",
-	    st ? (unsigned long long)st->messages_accepted : 0ULL,
-	    st ? (unsigned long long)st->messages_rejected : 0ULL);
-	if (s->limit.unwritten > 0)
-		strbuf_printf(&sb, ", %lu records not written (max_records)",
-		    s->limit.unwritten);
-	if (s->failure != NULL)
-		strbuf_printf(&sb, ", failed: %s", s->failure);
-	transcript_record(s->id, SESSION_SERVICE(s), '*', "summary", 0, f,
-	    TX_NFIELDS(f), sb.buf, sb.len);
-	strbuf_free(&sb);
 }
 
 /*
@@ -493,17 +250,13 @@ session_close(struct session *s, const char *why)
 		smtp_eof(s->parser, SMTP_SERVER);
 	}
 	session_repeats_flush(s);
-	if (why != NULL) {
-		struct tx_field f[] = { TXF_STR("reason", why) };
-
-		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "close", 0, f,
-		    TX_NFIELDS(f), "close: %s", why);
-	}
+	if (why != NULL)
+		session_record_close(s, why);
 	session_verdict(s);
 	session_summary(s);
 	/* Nothing more about this session: its own file may be closed. */
 	transcript_session_end(s->id);
-	s->state = SESSION_CLOSED;
+	session_enter(s, SESSION_CLOSED);
 	upstream_cancel(s->connector);
 	s->connector = NULL;
 	if (s->up != NULL)
@@ -573,6 +326,26 @@ session_flush_and_close(struct session *s)
 }
 
 /*
+ * smtptap's own reply to the MUA: kept to one reply line (RFC 5321: 512
+ * with CRLF) with escapes whole, recorded, and given its CRLF.
+ */
+static void
+session_to_client(struct session *s, struct strbuf *line)
+{
+	struct tx_field f[] = {
+		TXF_STR("who", "smtptap"), TXF_STR("to", "client"),
+	};
+
+	if (line->len > SESSION_421_MAX) {
+		line->len = escape_cut(line->buf, line->len, SESSION_421_MAX - 4);
+		strbuf_adds(line, " ...");
+	}
+	session_recordf(s, '*', "dialogue", 0, f, TX_NFIELDS(f), "to client: %s",
+	    strbuf_str(line));
+	strbuf_add(line, "\r\n", 2);
+}
+
+/*
  * Before the relay, the upstream could not be used: tell the MUA why in its
  * greeting ("421 <status> smtptap: <reason>") and close. The transcript gets
  * the reason and the detail too. Ends the session.
@@ -603,29 +376,18 @@ session_fail(struct session *s, const char *status, const char *detail,
 		};
 
 		if (detail != NULL && *detail != '\0')
-			transcript_recordf(s->id, SESSION_SERVICE(s), '*', "failed",
+			session_recordf(s, '*', "failed",
 			    0, f, TX_NFIELDS(f), "failed: %s; %s",
 			    strbuf_str(&reason), detail);
 		else
-			transcript_recordf(s->id, SESSION_SERVICE(s), '*', "failed",
+			session_recordf(s, '*', "failed",
 			    0, f, TX_NFIELDS(f), "failed: %s", strbuf_str(&reason));
 	}
 	session_free_upstream(s);
 	if (s->cli != NULL) {
-		struct tx_field f[] = {
-			TXF_STR("who", "smtptap"), TXF_STR("to", "client"),
-		};
-
 		strbuf_init(&line, 0);
 		strbuf_printf(&line, "421 %s smtptap: %s", status, strbuf_str(&reason));
-		/* One reply line (RFC 5321: 512 with CRLF); escapes stay whole. */
-		if (line.len > SESSION_421_MAX) {
-			line.len = escape_cut(line.buf, line.len, SESSION_421_MAX - 4);
-			strbuf_adds(&line, " ...");
-		}
-		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "dialogue", 0,
-		    f, TX_NFIELDS(f), "to client: %s", strbuf_str(&line));
-		strbuf_add(&line, "\r\n", 2);
+		session_to_client(s, &line);
 		bufferevent_write(s->cli, line.buf, line.len);
 		strbuf_free(&line);
 	}
@@ -653,7 +415,7 @@ session_start_relay(struct session *s)
 	reply_free(&s->reply);		/* smtptap's own dialogue is over */
 	held = bufferevent_get_input(s->cli);
 	if ((early = evbuffer_get_length(held)) > 0)
-		transcript_note(s->id, "the client sent %zu bytes before the "
+		session_note(s, "the client sent %zu bytes before the "
 		    "greeting; relaying them now", early);
 	bufferevent_setwatermark(s->cli, EV_READ, 0, 0);
 	bufferevent_enable(s->cli, EV_READ | EV_WRITE);
@@ -729,7 +491,7 @@ session_start_tls(struct session *s)
 			TXF_BOOL("enforced", o->verify),
 		};
 
-		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "tls", 0, f,
+		session_recordf(s, '*', "tls", 0, f,
 		    TX_NFIELDS(f), "TLS handshake with %s (%s)", name, o->verify ?
 		    "verifying" : "verification not enforced: --no-verify");
 	}
@@ -741,80 +503,12 @@ static void
 session_tls_up(struct session *s)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(s->up);
-	X509 *cert = SSL_get0_peer_certificate(ssl);
-	struct tls_cert_facts cf;
-	struct strbuf sb, why, detail;
-	int ok;
 
 	/* The handshake's last flight (our Finished) is queued: send it now. */
 	relay_write_now(s->up);
 	s->tls_up = 1;
 	snprintf(s->tls_version, sizeof s->tls_version, "%s", SSL_get_version(ssl));
-	strbuf_init(&sb, 0);
-	strbuf_adds(&sb, "TLS ");
-	tls_describe_session(ssl, &sb);
-	{
-		struct tx_field f[] = {
-			TXF_STR("event", "established"),
-			TXF_STR("version", SSL_get_version(ssl)),
-			TXF_STR("cipher", SSL_get_cipher_name(ssl)),
-		};
-
-		transcript_record(s->id, SESSION_SERVICE(s), '*', "tls", 0, f,
-		    TX_NFIELDS(f), sb.buf, sb.len);
-	}
-	strbuf_reset(&sb);
-	memset(&cf, 0, sizeof cf);
-	if (cert != NULL) {
-		strbuf_adds(&sb, "certificate ");
-		tls_describe_cert(cert, &sb);
-		tls_cert_facts(cert, &cf);
-	} else
-		strbuf_adds(&sb, "certificate: none presented");
-	{
-		struct tx_field f[] = {
-			TXF_BOOL("presented", cert != NULL),
-			TXF_STR("subject", cert != NULL ? cf.subject : NULL),
-			TXF_STR("issuer", cert != NULL ? cf.issuer : NULL),
-			TXF_STR("san", cert != NULL && cf.san[0] != '\0' ?
-			    cf.san : NULL),
-			TXF_STR("not_after", cert != NULL ? cf.not_after : NULL),
-		};
-
-		transcript_record(s->id, SESSION_SERVICE(s), '*', "certificate",
-		    0, f, TX_NFIELDS(f), sb.buf, sb.len);
-	}
-	strbuf_reset(&sb);
-	strbuf_init(&why, 0);
-	strbuf_init(&detail, 0);
-	ok = s->peer.nerrors == 0 && cert != NULL &&
-	    SSL_get_verify_result(ssl) == X509_V_OK;
-	if (ok)
-		strbuf_printf(&sb, "verification ok (name \"%s\")", s->peer.name);
-	else {
-		strbuf_adds(&sb, "verification FAILED: ");
-		tls_describe_verify(&s->peer, &sb, &sb);
-		if (s->peer.nerrors > 1)
-			strbuf_printf(&sb, " (and %d more errors)", s->peer.nerrors - 1);
-		strbuf_adds(&sb, "; continuing because of --no-verify");
-		tls_describe_verify(&s->peer, &why, &detail);
-	}
-	{
-		struct tx_field f[] = {
-			TXF_STR("result", ok ? "ok" : "failed"),
-			TXF_STR("name", s->peer.name),
-			TXF_STR("reason", ok ? NULL : strbuf_str(&why)),
-			TXF_STR("detail", ok ? NULL : strbuf_str(&detail)),
-			TXF_NUM("errors", s->peer.nerrors),
-			TXF_BOOL("enforced", s->peer.enforce),
-		};
-
-		transcript_record(s->id, SESSION_SERVICE(s), '*', "verify", 0, f,
-		    TX_NFIELDS(f), sb.buf, sb.len);
-	}
-	strbuf_free(&why);
-	strbuf_free(&detail);
-	strbuf_free(&sb);
+	session_report_tls(s, ssl);
 
 	if (s->svc->opts->tls == TLS_MODE_IMPLICIT) {
 		reply_init(&s->reply);
@@ -867,7 +561,7 @@ session_reply_done(struct session *s, size_t leftover)
 	case SESSION_GREETING:
 		if (s->reply.code != 220) {
 			/* The server's own refusal: pass it on as it is. */
-			transcript_note(s->id, "upstream refused the session; "
+			session_note(s, "upstream refused the session; "
 			    "passing its greeting to the client");
 			free(s->failure);
 			xasprintf(&s->failure, "upstream greeting %d", s->reply.code);
@@ -1166,19 +860,19 @@ session_up_eventcb(struct bufferevent *bev, short what, void *arg)
 			 * the reply to "."): say which kind of close this was. */
 			SSL *ssl = bufferevent_openssl_get_ssl(bev);
 
-			transcript_note(s->id, "upstream closed the connection (%s)",
+			session_note(s, "upstream closed the connection (%s)",
 			    ssl != NULL && (SSL_get_shutdown(ssl) &
 			    SSL_RECEIVED_SHUTDOWN) ? "TLS close_notify received" :
 			    "without TLS close_notify");
 		} else if (what & BEV_EVENT_EOF)
-			transcript_note(s->id, "upstream closed the connection");
+			session_note(s, "upstream closed the connection");
 		else {
 			struct strbuf why;
 			int not_tls;
 
 			strbuf_init(&why, 0);
 			tls_describe_error(bev, &why, &not_tls);
-			transcript_note(s->id, "upstream connection error: %s",
+			session_note(s, "upstream connection error: %s",
 			    strbuf_str(&why));
 			strbuf_free(&why);
 		}
@@ -1217,7 +911,7 @@ session_cli_eventcb(struct bufferevent *bev, short what, void *arg)
 			smtp_eof(s->parser, SMTP_CLIENT);
 		if (what & BEV_EVENT_EOF) {
 			/* A half-close after QUIT still gets the 221. */
-			transcript_note(s->id, "client closed the connection");
+			session_note(s, "client closed the connection");
 			bufferevent_disable(bev, EV_READ);
 			session_enter(s, SESSION_CLIENT_GONE);
 			s->cli_throttled = 0;
@@ -1253,11 +947,10 @@ session_end_421(struct session *s, const char *status, const char *why,
 	    evbuffer_get_length(bufferevent_get_output(s->cli)) == 0) {
 		strbuf_init(&line, 0);
 		strbuf_printf(&line, "421 %s smtptap: %s%s", status, why, detail);
-		transcript_note(s->id, "to client: %s", strbuf_str(&line));
-		strbuf_add(&line, "\r\n", 2);
+		session_to_client(s, &line);
 		bufferevent_write(s->cli, line.buf, line.len);
 		strbuf_free(&line);
-		transcript_note(s->id, "close: %s", why);
+		session_record_close(s, why);
 		session_flush_and_close(s);
 		return;
 	}
@@ -1447,16 +1140,7 @@ session_begin(struct session *s, struct service *svc, int fd,
 	if (getsockname(fd, (struct sockaddr *)&local, &locallen) == 0)
 		session_sockaddr((struct sockaddr *)&local, locallen,
 		    s->local_addr, sizeof s->local_addr);
-	{
-		struct tx_field f[] = {
-			TXF_STR("client", s->client_addr),
-			TXF_STR("local", s->local_addr),
-		};
-
-		transcript_recordf(s->id, SESSION_SERVICE(s), '*', "connect", 0, f,
-		    TX_NFIELDS(f), "connect from %s to %s", s->client_addr,
-		    s->local_addr);
-	}
+	session_report_connect(s);
 	svc->sessions++;
 	svc->total++;
 	session_count++;
@@ -1486,7 +1170,7 @@ session_begin(struct session *s, struct service *svc, int fd,
 	/* EV_WRITE is on from creation (see session_connected_cb). */
 	bufferevent_enable(s->cli, EV_READ);
 
-	s->state = SESSION_CONNECTING;
+	session_enter(s, SESSION_CONNECTING);
 	s->connector = upstream_connect(svc->base, svc->dns, &svc->opts->upstream,
 	    svc->opts->connect_timeout, s->id, svc->name, session_connected_cb_g,
 	    s);

@@ -136,6 +136,9 @@ def send_message(port, user, password, content, noops=0):
         blob = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode())
         c.cmd("AUTH PLAIN " + blob.decode(), 235)
         if noops:
+            # (a plain command first: until one follows the 235, lines that
+            # are not plainly commands are masked alike)
+            c.cmd("RSET", 250)
             c.send(b"".join(b"NOOP %d\r\n" % i for i in range(noops)))
             for _ in range(noops):
                 code, lines, _ = c.read_reply()
