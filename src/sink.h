@@ -28,6 +28,8 @@ struct txent {
 	const char		*kind;
 	const char		*text;		/* escaped, masked, NUL-terminated */
 	size_t			 len;
+	size_t			 text_cut;	/* bytes of text left out when made */
+	size_t			 field_cut;	/* the same for the string fields */
 	size_t			 nfields;
 	const struct tx_field	*fields;
 };
@@ -76,7 +78,17 @@ extern const struct sink_ops sink_journal_ops;
 #define TXF_TIMESTAMP	0x1	/* lead with the time (not for syslog/journal) */
 #define TXF_COLOUR	0x2	/* ANSI colours */
 
-/* The record as one line, with its newline, in the sink's format. */
+/* Longest line, newline included, that txformat_line() writes. */
+#define TXFORMAT_LINE_MAX	(256 * 1024)
+
+/*
+ * The record as one line, with its newline, in the sink's format: never
+ * longer than max (nor than the strbuf's cap allows), never with a raw
+ * control, bidi or invisible character whatever the record holds.
+ */
+void	txformat_line_max(const struct txent *, enum tx_format, int flags,
+	    size_t max, struct strbuf *);
+/* txformat_line_max() with TXFORMAT_LINE_MAX. */
 void	txformat_line(const struct txent *, enum tx_format, int flags,
 	    struct strbuf *);
 /* "2026-11-29T10:30:00.123Z" */
@@ -86,11 +98,15 @@ int	txformat_enhanced(const struct txent *, char *, size_t);
 
 /*
  * Opens a transcript file (relative to dirfd, or AT_FDCWD): appended to,
- * created 0600, never through a symbolic link, and refused when it already
- * exists readable by group or others. Returns the fd or -1 with *cause.
+ * created 0600, never through a symbolic link, never waiting. Refused, with
+ * the reason in words: a FIFO, a socket, a block device, a directory; a
+ * regular file owned by another user, readable or writable by group or
+ * others, or with more than one hard link. Character devices (/dev/null,
+ * a terminal) are written to. shown: the path as messages give it. Returns
+ * the fd, or -1 with *cause and errno.
  */
-int	sink_open_file(int dirfd, const char *path, const char *what,
-	    char **cause);
+int	sink_open_file(int dirfd, const char *path, const char *shown,
+	    const char *what, char **cause);
 /* write(2) until done; -1 with errno on error. */
 int	sink_write_all(int fd, const char *, size_t);
 /*

@@ -6,7 +6,9 @@
  * the session ends, so that one conversation can be read, mailed or deleted
  * on its own. smtptap's own records (start-up, signals, dropped counts) go to
  * "smtptap.log" in the same directory. Every file follows the rules of
- * sink_open_file(): 0600, appended to, never through a symbolic link.
+ * sink_open_file(): 0600, appended to, never through a symbolic link, and
+ * refused when it is not smtptap's alone or is not a file at all: anyone
+ * who may write to the directory can plant one under a name to come.
  */
 #include <sys/stat.h>
 
@@ -18,11 +20,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "sink.h"
 #include "strbuf.h"
 #include "xmalloc.h"
 
 #define DIR_GLOBAL	"smtptap.log"
+/* At most one diagnostic about a session file per this many seconds. */
+#define DIR_WARN_INTERVAL	10
 
 struct dir_file {
 	uint32_t	 session;
@@ -41,9 +46,27 @@ sink_dir_opendir(const char *path, char **cause)
 {
 	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+	/* O_NONBLOCK: a FIFO at the path must fail, not wait for a writer. */
+	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK)) ==
+	    -1)
 		xasprintf(cause, "cannot open transcript directory %s: %s", path,
 		    strerror(errno));
+	return fd;
+}
+
+/* A file of the directory, opened by sink_open_file(), named in full. */
+static int
+sink_dir_file(const struct sink *s, int dirfd, const char *name,
+    const char *what, char **cause)
+{
+	char *shown;
+	int fd, saved;
+
+	xasprintf(&shown, "%s/%s", s->path, name);
+	fd = sink_open_file(dirfd, name, shown, what, cause);
+	saved = errno;
+	free(shown);
+	errno = saved;
 	return fd;
 }
 
@@ -55,8 +78,8 @@ sink_dir_open(struct sink *s, char **cause)
 
 	if ((dirfd = sink_dir_opendir(s->path, cause)) == -1)
 		return -1;
-	if ((global = sink_open_file(dirfd, DIR_GLOBAL, "transcript", cause)) ==
-	    -1) {
+	if ((global = sink_dir_file(s, dirfd, DIR_GLOBAL, "transcript",
+	    cause)) == -1) {
 		close(dirfd);
 		return -1;
 	}
@@ -78,6 +101,25 @@ sink_dir_find(struct dir_priv *p, uint32_t session)
 	return NULL;
 }
 
+/*
+ * Why a session's file was not opened, with the path: something planted
+ * there is worth knowing about, not only an errno. The writer counts the
+ * lost records; this says why, at most once per interval.
+ */
+static void
+sink_dir_refused(const struct sink *s, const char *cause)
+{
+	static time_t last;
+	time_t now = time(NULL);
+	int saved = errno;
+
+	if (last == 0 || now - last >= DIR_WARN_INTERVAL) {
+		last = now;
+		log_warnx("transcript: %s", cause);
+	}
+	errno = saved;
+}
+
 /* The session's file, opened at its first record. -1 with errno. */
 static int
 sink_dir_session_fd(struct sink *s, const struct txent *e)
@@ -93,9 +135,9 @@ sink_dir_session_fd(struct sink *s, const struct txent *e)
 	gmtime_r(&e->tv.tv_sec, &tm);
 	strftime(ts, sizeof ts, "%Y%m%dT%H%M%SZ", &tm);
 	snprintf(name, sizeof name, "%s-%08x.log", ts, e->session);
-	/* The writer reports the errno, at most once per interval. */
-	if ((fd = sink_open_file(p->dirfd, name, "session transcript",
+	if ((fd = sink_dir_file(s, p->dirfd, name, "session transcript",
 	    &cause)) == -1) {
+		sink_dir_refused(s, cause);
 		free(cause);
 		return -1;
 	}
@@ -178,8 +220,8 @@ sink_dir_reopen(struct sink *s, char **cause)
 
 	if ((dirfd = sink_dir_opendir(s->path, cause)) == -1)
 		return -1;
-	if ((global = sink_open_file(dirfd, DIR_GLOBAL, "transcript", cause)) ==
-	    -1) {
+	if ((global = sink_dir_file(s, dirfd, DIR_GLOBAL, "transcript",
+	    cause)) == -1) {
 		close(dirfd);
 		return -1;
 	}

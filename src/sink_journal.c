@@ -20,14 +20,17 @@
 
 #include <systemd/sd-journal.h>
 
+#include "escape.h"
 #include "log.h"
 #include "sink.h"
 #include "strbuf.h"
 #include "xmalloc.h"
 
 #define JOURNAL_SOCKET	"/run/systemd/journal/socket"
-/* MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, SYSLOG_FACILITY and the common keys. */
-#define JOURNAL_FIXED	10
+/* PRIORITY, SYSLOG_IDENTIFIER, SYSLOG_FACILITY, the common keys, cut_bytes. */
+#define JOURNAL_FIXED	11
+/* Fields are bounded when a record is made; this only keeps offsets sane. */
+#define JOURNAL_FIELDS_CAP	(16 * 1024 * 1024)
 
 static int
 sink_journal_open(struct sink *s, char **cause)
@@ -62,6 +65,21 @@ sink_journal_field(struct strbuf *sb, const char *key, const char *fmt, ...)
 	return start;
 }
 
+/*
+ * "SMTPTAP_<KEY>=value" for a string the record holds: guarded as every
+ * output format guards its text, whatever the caller passed.
+ */
+static size_t
+sink_journal_sfield(struct strbuf *sb, const char *key, const char *value)
+{
+	size_t start = sink_journal_field(sb, key, "%s", "");
+
+	sb->len--;			/* the NUL, back after the value */
+	(void)escape_guard(sb, value, strlen(value));
+	strbuf_addc(sb, '\0');
+	return start;
+}
+
 static int
 sink_journal_write(struct sink *s, const struct txent *e)
 {
@@ -80,7 +98,7 @@ sink_journal_write(struct sink *s, const struct txent *e)
 	msg.len--;			/* no newline */
 
 	/* Offsets, not pointers: the strbuf may move as it grows. */
-	strbuf_init(&fields, 256 * 1024);
+	strbuf_init(&fields, JOURNAL_FIELDS_CAP);
 	offs = xcalloc(JOURNAL_FIXED + e->nfields, sizeof *offs);
 	offs[nf++] = fields.len;
 	strbuf_printf(&fields, "PRIORITY=%d%c", prio, '\0');
@@ -92,10 +110,10 @@ sink_journal_write(struct sink *s, const struct txent *e)
 		offs[nf++] = sink_journal_field(&fields, "session", "%08x",
 		    e->session);
 	if (e->service != NULL)
-		offs[nf++] = sink_journal_field(&fields, "service", "%s",
+		offs[nf++] = sink_journal_sfield(&fields, "service",
 		    e->service);
-	offs[nf++] = sink_journal_field(&fields, "dir", "%s", dir);
-	offs[nf++] = sink_journal_field(&fields, "kind", "%s", e->kind);
+	offs[nf++] = sink_journal_sfield(&fields, "dir", dir);
+	offs[nf++] = sink_journal_sfield(&fields, "kind", e->kind);
 	if (e->code != 0)
 		offs[nf++] = sink_journal_field(&fields, "code", "%d", e->code);
 	if (txformat_enhanced(e, buf, sizeof buf))
@@ -105,7 +123,7 @@ sink_journal_write(struct sink *s, const struct txent *e)
 		if (f->type == TX_STR && f->str == NULL)
 			continue;
 		if (f->type == TX_STR)
-			offs[nf++] = sink_journal_field(&fields, f->key, "%s",
+			offs[nf++] = sink_journal_sfield(&fields, f->key,
 			    f->str);
 		else if (f->type == TX_BOOL)
 			offs[nf++] = sink_journal_field(&fields, f->key, "%s",
@@ -114,6 +132,10 @@ sink_journal_write(struct sink *s, const struct txent *e)
 			offs[nf++] = sink_journal_field(&fields, f->key, "%lld",
 			    f->num);
 	}
+
+	if (e->text_cut + e->field_cut > 0)
+		offs[nf++] = sink_journal_field(&fields, "cut_bytes", "%zu",
+		    e->text_cut + e->field_cut);
 
 	iov = xcalloc(nf + 1, sizeof *iov);
 	iov[n].iov_base = msg.buf;

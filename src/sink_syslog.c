@@ -2,14 +2,22 @@
  * sink_syslog.c - one syslog message per record, facility mail.
  *
  * The text form without the timestamp (syslog adds its own), or the JSON
- * object with --format json. syslog(3) may block on a busy /dev/log; only
- * the writer thread calls it.
+ * object with --format json, guarded and bounded as in every other sink
+ * (txformat.c). syslog(3) may block on a busy /dev/log; only the writer
+ * thread calls it.
  */
 #include <string.h>
 #include <syslog.h>
 
 #include "sink.h"
 #include "strbuf.h"
+
+/*
+ * Longest message: rsyslog keeps 8 KiB by default (header included) and
+ * cuts the rest, which would leave a JSON record broken; a record cut here
+ * stays whole and says so.
+ */
+#define SYSLOG_LINE_MAX	(8 * 1024 - 512)
 
 static int
 sink_syslog_open(struct sink *s, char **cause)
@@ -27,8 +35,8 @@ sink_syslog_write(struct sink *s, const struct txent *e)
 
 	if (strcmp(e->kind, "failed") == 0 || strcmp(e->kind, "dropped") == 0)
 		prio = LOG_WARNING;
-	strbuf_init(&sb, 0);
-	txformat_line(e, s->format, 0, &sb);
+	strbuf_init(&sb, SYSLOG_LINE_MAX);
+	txformat_line_max(e, s->format, 0, SYSLOG_LINE_MAX, &sb);
 	if (sb.len > 0)
 		sb.buf[--sb.len] = '\0';	/* no newline in a message */
 	syslog(prio, "%s", sb.buf);

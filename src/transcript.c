@@ -28,6 +28,7 @@
 
 #include <event2/event.h>
 
+#include "escape.h"
 #include "log.h"
 #include "logqueue.h"
 #include "sink.h"
@@ -39,6 +40,13 @@
 #define WARN_INTERVAL	10
 /* Records given to the sink at once; bounds the writer's arrays. */
 #define RUN_MAX		128
+/*
+ * What one record may hold in the queue: no line can show more than
+ * TXFORMAT_LINE_MAX, so more than that is only memory. What is cut here is
+ * counted, and the written record says so.
+ */
+#define RECORD_TEXT_MAX		TXFORMAT_LINE_MAX
+#define RECORD_FIELD_MAX	(64 * 1024)
 
 enum txq_type {
 	TXQ_RECORD,
@@ -582,6 +590,20 @@ transcript_put(char **area, const char *s, size_t len)
 	return p;
 }
 
+/* A string's length in the queue: cut between escapes past max. */
+static size_t
+transcript_bound(const char *s, size_t len, size_t max)
+{
+	return len <= max ? len : escape_cut(s, len, max);
+}
+
+/* A string field's length in the queue. */
+static size_t
+transcript_field_len(const struct tx_field *f)
+{
+	return transcript_bound(f->str, strlen(f->str), RECORD_FIELD_MAX);
+}
+
 void
 transcript_record(uint32_t session, const char *service, char dir,
     const char *kind, int code, const struct tx_field *fields, size_t nfields,
@@ -591,11 +613,14 @@ transcript_record(uint32_t session, const char *service, char dir,
 	struct txent *e, tmp;
 	struct tx_field *f;
 	struct strbuf sb;
-	size_t size, i;
+	size_t size, i, text_cut, field_cut = 0, flen;
 	char *area;
 
 	if (state == TRANSCRIPT_STOPPED)
 		return;
+	text_cut = len;
+	len = transcript_bound(text, len, RECORD_TEXT_MAX);
+	text_cut -= len;
 	if (state == TRANSCRIPT_NEW) {
 		/* Before transcript_open(): straight to stderr, as text. */
 		memset(&tmp, 0, sizeof tmp);
@@ -606,6 +631,7 @@ transcript_record(uint32_t session, const char *service, char dir,
 		tmp.kind = kind;
 		tmp.text = text;
 		tmp.len = len;
+		tmp.text_cut = text_cut;
 		strbuf_init(&sb, 0);
 		txformat_line(&tmp, TX_FORMAT_TEXT, TXF_TIMESTAMP, &sb);
 		(void)sink_write_all(STDERR_FILENO, sb.buf, sb.len);
@@ -618,8 +644,11 @@ transcript_record(uint32_t session, const char *service, char dir,
 		size += strlen(service) + 1;
 	for (i = 0; i < nfields; i++) {
 		size += strlen(fields[i].key) + 1;
-		if (fields[i].type == TX_STR && fields[i].str != NULL)
-			size += strlen(fields[i].str) + 1;
+		if (fields[i].type == TX_STR && fields[i].str != NULL) {
+			flen = transcript_field_len(&fields[i]);
+			field_cut += strlen(fields[i].str) - flen;
+			size += flen + 1;
+		}
 	}
 	q = logqueue_item_new(size);
 	q->type = TXQ_RECORD;
@@ -636,6 +665,8 @@ transcript_record(uint32_t session, const char *service, char dir,
 	    transcript_put(&area, service, strlen(service)) : NULL;
 	e->text = transcript_put(&area, text, len);
 	e->len = len;
+	e->text_cut = text_cut;
+	e->field_cut = field_cut;
 	e->fields = f;
 	e->nfields = nfields;
 	for (i = 0; i < nfields; i++) {
@@ -644,7 +675,7 @@ transcript_record(uint32_t session, const char *service, char dir,
 		    strlen(fields[i].key));
 		if (fields[i].type == TX_STR && fields[i].str != NULL)
 			f[i].str = transcript_put(&area, fields[i].str,
-			    strlen(fields[i].str));
+			    transcript_field_len(&fields[i]));
 	}
 	/* Full: dropped and counted inside; the writer reports the count. */
 	(void)logqueue_push(queue, q, 0);
