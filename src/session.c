@@ -54,45 +54,16 @@
 #include "upstream.h"
 #include "xmalloc.h"
 
-/* Queued bytes in one direction before the sender is throttled. */
-#define RELAY_HIWAT		(256 * 1024)
-/* Ciphertext queued under the TLS filter before it stops encrypting. */
-#define TLS_UNDER_HIWAT		(64 * 1024)
-/* Bytes of an early-talking MUA held back until RELAY. */
-#define PRE_RELAY_HOLD		(16 * 1024)
-/* smtptap's own 421 to the MUA, without its CRLF. */
-#define SESSION_421_MAX		510
-/* After one side closed: how long the other gets to finish. */
-#define FIN_TIMEOUT		10.0
-/* The greeting as held back for the MUA. */
-#define GREETING_MAX		(64 * 1024)
-/* One read from a peer at most, so no session hogs a loop turn. */
-#define MAX_SINGLE_READ		(64 * 1024)
-/*
- * One write to the upstream at most: libevent's default, 16 KiB, is one
- * TLS record per loop turn and per writev.
- */
-#define MAX_SINGLE_WRITE	(64 * 1024)
-
 /* Sessions open in all services and all configuration generations. */
 static unsigned session_count;
 
-static void	session_up_readcb(struct bufferevent *, void *);
 static void	session_up_writecb(struct bufferevent *, void *);
 static void	session_up_eventcb(struct bufferevent *, short, void *);
 static void	session_cli_readcb(struct bufferevent *, void *);
 static void	session_cli_writecb(struct bufferevent *, void *);
 static void	session_cli_eventcb(struct bufferevent *, short, void *);
-static void	session_close(struct session *, const char *);
-/* What libevent calls: the callbacks above, inside session_guard_enter(). */
-static void	session_up_readcb_g(struct bufferevent *, void *);
-static void	session_up_writecb_g(struct bufferevent *, void *);
-static void	session_up_eventcb_g(struct bufferevent *, short, void *);
-static void	session_cli_readcb_g(struct bufferevent *, void *);
-static void	session_cli_writecb_g(struct bufferevent *, void *);
-static void	session_cli_eventcb_g(struct bufferevent *, short, void *);
 
-static const char *
+const char *
 session_state_name(enum session_state st)
 {
 	switch (st) {
@@ -128,7 +99,6 @@ session_arm(struct session *s, double seconds)
 	evtimer_add(s->timer, &tv);
 }
 
-
 /* The next relay deadline: idle, or the end of the session's lifetime. */
 static double
 session_relay_deadline(const struct session *s, double idle)
@@ -141,7 +111,7 @@ session_relay_deadline(const struct session *s, double idle)
 }
 
 /* The only place that changes s->state; each state's deadline is set here. */
-static void
+void
 session_enter(struct session *s, enum session_state next)
 {
 	const struct options *o = s->svc->opts;
@@ -240,7 +210,7 @@ session_reap_cb(evutil_socket_t fd, short what, void *arg)
  * libevent, and the struct itself is freed from the loop, so a caller may
  * still return through code that holds s. Callers return at once.
  */
-static void
+void
 session_close(struct session *s, const char *why)
 {
 	if (s->state == SESSION_CLOSED)
@@ -301,7 +271,7 @@ session_close_all(struct service *svc)
 		session_close(svc->head, "smtptap is shutting down");
 }
 
-static void
+void
 session_free_upstream(struct session *s)
 {
 	if (s->up != NULL)
@@ -312,7 +282,7 @@ session_free_upstream(struct session *s)
 }
 
 /* Flush what the MUA still has to receive, then close. */
-static void
+void
 session_flush_and_close(struct session *s)
 {
 	if (s->cli == NULL ||
@@ -350,11 +320,7 @@ session_to_client(struct session *s, struct strbuf *line)
  * greeting ("421 <status> smtptap: <reason>") and close. The transcript gets
  * the reason and the detail too. Ends the session.
  */
-static void
-session_fail(struct session *s, const char *status, const char *detail,
-    const char *fmt, ...) PRINTFLIKE(4, 5);
-
-static void
+void
 session_fail(struct session *s, const char *status, const char *detail,
     const char *fmt, ...)
 {
@@ -396,7 +362,7 @@ session_fail(struct session *s, const char *status, const char *detail,
 }
 
 /* The MUA's side is read from here on; the held greeting goes out first. */
-static void
+void
 session_start_relay(struct session *s)
 {
 	struct evbuffer *held;
@@ -425,346 +391,7 @@ session_start_relay(struct session *s)
 		session_cli_readcb(s->cli, s);
 }
 
-static void
-session_send_ehlo(struct session *s)
-{
-	char line[300];
-	int n;
-
-	n = snprintf(line, sizeof line, "EHLO %s", s->svc->ehlo);
-	session_note_line(s, "smtptap", "upstream", line, (size_t)n);
-	bufferevent_write(s->up, line, (size_t)n);
-	bufferevent_write(s->up, "\r\n", 2);
-	relay_write_now(s->up);
-	reply_init(&s->reply);
-	session_enter(s, SESSION_EHLO);
-}
-
-static void
-session_send_starttls(struct session *s)
-{
-	session_note_line(s, "smtptap", "upstream", "STARTTLS", 8);
-	bufferevent_write(s->up, "STARTTLS\r\n", 10);
-	relay_write_now(s->up);
-	reply_init(&s->reply);
-	session_enter(s, SESSION_STARTTLS);
-}
-
-/* Wrap the upstream socket in TLS: the filter does both modes alike. */
-static void
-session_start_tls(struct session *s)
-{
-	const struct options *o = s->svc->opts;
-	const char *name = o->sni != NULL ? o->sni : o->upstream.host;
-	struct bufferevent *filter;
-	char *cause = NULL;
-	SSL *ssl;
-
-	s->peer.enforce = o->verify;
-	if ((ssl = tls_ssl_new(s->svc->ssl_ctx, name, &s->peer, &cause)) == NULL) {
-		session_fail(s, "4.7.0", NULL, "%s", cause);
-		free(cause);
-		return;
-	}
-	bufferevent_setcb(s->up, NULL, NULL, NULL, NULL);
-	bufferevent_setwatermark(s->up, EV_WRITE, 0, TLS_UNDER_HIWAT);
-	filter = bufferevent_openssl_filter_new(s->svc->base, s->up, ssl,
-	    BUFFEREVENT_SSL_CONNECTING,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (filter == NULL) {
-		/* libevent has freed ssl; s->up is still ours. */
-		session_fail(s, "4.7.0", NULL, "cannot start TLS: out of resources");
-		return;
-	}
-	s->up = filter;
-	bufferevent_openssl_set_allow_dirty_shutdown(filter, 1);
-	bufferevent_set_max_single_read(filter, MAX_SINGLE_READ);
-	bufferevent_set_max_single_write(filter, MAX_SINGLE_WRITE);
-	bufferevent_setcb(filter, session_up_readcb_g, session_up_writecb_g,
-	    session_up_eventcb_g, s);
-	/* Starts the handshake: the ClientHello goes out from here. */
-	bufferevent_enable(filter, EV_READ | EV_WRITE);
-	relay_write_now(filter);
-	{
-		struct tx_field f[] = {
-			TXF_STR("event", "handshake"), TXF_STR("name", name),
-			TXF_BOOL("enforced", o->verify),
-		};
-
-		session_recordf(s, '*', "tls", 0, f,
-		    TX_NFIELDS(f), "TLS handshake with %s (%s)", name, o->verify ?
-		    "verifying" : "verification not enforced: --no-verify");
-	}
-	session_enter(s, SESSION_HANDSHAKE);
-}
-
-/* The handshake finished: say what was negotiated and whom we talk to. */
-static void
-session_tls_up(struct session *s)
-{
-	SSL *ssl = bufferevent_openssl_get_ssl(s->up);
-
-	/* The handshake's last flight (our Finished) is queued: send it now. */
-	relay_write_now(s->up);
-	s->tls_up = 1;
-	snprintf(s->tls_version, sizeof s->tls_version, "%s", SSL_get_version(ssl));
-	session_report_tls(s, ssl);
-
-	if (s->svc->opts->tls == TLS_MODE_IMPLICIT) {
-		reply_init(&s->reply);
-		session_enter(s, SESSION_GREETING);
-		/* The greeting may have come with the last handshake flight. */
-		session_up_readcb(s->up, s);
-		return;
-	}
-	session_start_relay(s);
-}
-
-static void
-session_handshake_failed(struct session *s, short what)
-{
-	const struct options *o = s->svc->opts;
-	struct strbuf why, detail;
-	int not_tls = 0;
-
-	strbuf_init(&why, 0);
-	strbuf_init(&detail, 0);
-	if (s->peer.nerrors > 0 && s->peer.enforce) {
-		tls_describe_verify(&s->peer, &why, &detail);
-		session_fail(s, "4.7.0", strbuf_str(&detail), "%s", strbuf_str(&why));
-	} else {
-		/* A plaintext server greets and may close at once: its bytes can
-		 * arrive with the EOF, so look at OpenSSL's errors first. */
-		tls_describe_error(s->up, &detail, &not_tls);
-		if (not_tls && o->tls == TLS_MODE_IMPLICIT)
-			session_fail(s, "4.7.0", strbuf_str(&detail), "upstream does "
-			    "not speak TLS on port %s (try --tls starttls)",
-			    o->upstream.port);
-		else if (what & BEV_EVENT_EOF)
-			session_fail(s, "4.7.0", NULL, "upstream closed the "
-			    "connection during the TLS handshake");
-		else
-			session_fail(s, "4.7.0", NULL, "TLS handshake with upstream "
-			    "failed: %s", strbuf_str(&detail));
-	}
-	strbuf_free(&why);
-	strbuf_free(&detail);
-}
-
-/* A complete reply to what smtptap itself waited for. May end the session. */
-static void
-session_reply_done(struct session *s, size_t leftover)
-{
-	const struct options *o = s->svc->opts;
-
-	switch (s->state) {
-	case SESSION_GREETING:
-		if (s->reply.code != 220) {
-			/* The server's own refusal: pass it on as it is. */
-			session_note(s, "upstream refused the session; "
-			    "passing its greeting to the client");
-			free(s->failure);
-			xasprintf(&s->failure, "upstream greeting %d", s->reply.code);
-			bufferevent_write(s->cli, s->greeting.buf, s->greeting.len);
-			session_free_upstream(s);
-			session_flush_and_close(s);
-			return;
-		}
-		if (leftover > 0) {
-			session_fail(s, "4.4.2", NULL, "upstream sent %zu bytes after its "
-			    "greeting before any command", leftover);
-			return;
-		}
-		if (o->tls == TLS_MODE_STARTTLS)
-			session_send_ehlo(s);
-		else
-			session_start_relay(s);
-		return;
-	case SESSION_EHLO:
-		if (s->reply.code != 250) {
-			session_fail(s, "4.7.0", NULL, "upstream rejected smtptap's EHLO: "
-			    "%s", s->reply.first);
-			return;
-		}
-		if (!s->reply.starttls) {
-			session_fail(s, "4.7.0", NULL, "upstream does not offer STARTTLS");
-			return;
-		}
-		if (leftover > 0) {
-			session_fail(s, "4.7.0", NULL, "upstream sent %zu bytes after its "
-			    "EHLO reply", leftover);
-			return;
-		}
-		session_send_starttls(s);
-		return;
-	case SESSION_STARTTLS:
-		if (s->reply.code != 220) {
-			session_fail(s, "4.7.0", NULL, "upstream refused STARTTLS: %s",
-			    s->reply.first);
-			return;
-		}
-		/* CVE-2011-0411 class: nothing may ride along with the 220. */
-		if (leftover > 0) {
-			session_fail(s, "4.7.0", NULL, "upstream sent %zu bytes after its "
-			    "220 to STARTTLS (possible injection)", leftover);
-			return;
-		}
-		session_start_tls(s);
-		return;
-	default:
-		fatalx("session %08x: reply in state %s", s->id,
-		    session_state_name(s->state));
-	}
-}
-
-/* Read reply lines for smtptap's own dialogue. May end the session. */
-static void
-session_dialogue_read(struct session *s)
-{
-	struct evbuffer *in = bufferevent_get_input(s->up);
-	struct evbuffer_ptr eol;
-	size_t eol_len, linelen;
-	char line[REPLY_MAX_LINE + 3];
-	enum reply_status rs;
-
-	for (;;) {
-		eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
-		if (eol.pos < 0) {
-			if (evbuffer_get_length(in) > REPLY_MAX_LINE) {
-				session_fail(s, "4.4.2", NULL, "upstream sent a reply line "
-				    "longer than %d bytes", REPLY_MAX_LINE);
-			}
-			return;
-		}
-		if ((size_t)eol.pos > REPLY_MAX_LINE) {
-			session_fail(s, "4.4.2", NULL, "upstream sent a reply line longer "
-			    "than %d bytes", REPLY_MAX_LINE);
-			return;
-		}
-		linelen = (size_t)eol.pos + eol_len;
-		evbuffer_remove(in, line, linelen);
-		if (s->state == SESSION_GREETING) {
-			if (s->greeting.len + linelen > GREETING_MAX) {
-				session_fail(s, "4.4.2", NULL, "upstream greeting is longer "
-				    "than %d bytes", GREETING_MAX);
-				return;
-			}
-			strbuf_add(&s->greeting, line, linelen);
-		}
-		session_note_line(s, "upstream", "smtptap", line, (size_t)eol.pos);
-		/* What the server offers before TLS, for the parser's summary. */
-		if (s->state == SESSION_EHLO) {
-			if (s->parser == NULL)
-				s->parser = smtp_new(session_parser_cb, s);
-			smtp_pretls_caps(s->parser, line, (size_t)eol.pos);
-		}
-		rs = reply_feed(&s->reply, line, (size_t)eol.pos);
-		if (rs == REPLY_ERROR) {
-			session_fail(s, "4.4.2", NULL, "upstream sent an invalid reply (%s)",
-			    s->reply.error);
-			return;
-		}
-		if (rs == REPLY_DONE) {
-			session_reply_done(s, evbuffer_get_length(in));
-			return;
-		}
-	}
-}
-
-static void
-session_feed(struct session *s, enum smtp_dir dir, struct evbuffer *buf,
-    size_t len)
-{
-	struct evbuffer_iovec vec[16];
-	struct evbuffer_ptr ptr;
-	int n, i;
-	size_t done = 0;
-
-	evbuffer_ptr_set(buf, &ptr, 0, EVBUFFER_PTR_SET);
-	while (done < len) {
-		n = evbuffer_peek(buf, (ev_ssize_t)(len - done), &ptr, vec, 16);
-		if (n <= 0)
-			break;
-		if (n > 16)
-			n = 16;
-		for (i = 0; i < n && done < len; i++) {
-			size_t take = vec[i].iov_len;
-
-			if (take > len - done)
-				take = len - done;
-			smtp_feed(s->parser, dir, vec[i].iov_base, take);
-			done += take;
-		}
-		if (evbuffer_ptr_set(buf, &ptr, done, EVBUFFER_PTR_SET) != 0)
-			break;
-	}
-}
-
-/*
- * Move everything readable from src to dst, after the parser has seen a
- * copy. Throttle src when dst holds too much: the slow side sets the pace.
- */
-static void
-session_relay(struct session *s, struct bufferevent *src,
-    struct bufferevent *dst, enum smtp_dir dir)
-{
-	struct evbuffer *in = bufferevent_get_input(src);
-	size_t len = evbuffer_get_length(in);
-
-	if (len == 0)
-		return;
-	s->last_activity = session_mono();
-	session_feed(s, dir, in, len);
-	if (dir == SMTP_CLIENT)
-		s->bytes_c2s += len;
-	else
-		s->bytes_s2c += len;
-	if (dst == NULL) {
-		evbuffer_drain(in, len);
-		return;
-	}
-	relay_move(bufferevent_get_output(dst), in);
-	relay_write_now(dst);
-	if (evbuffer_get_length(bufferevent_get_output(dst)) >= RELAY_HIWAT) {
-		bufferevent_disable(src, EV_READ);
-		bufferevent_setwatermark(dst, EV_WRITE, RELAY_HIWAT / 2, 0);
-		if (dir == SMTP_CLIENT)
-			s->cli_throttled = 1;
-		else
-			s->up_throttled = 1;
-	}
-}
-
-/*
- * The MUA closed its side: once everything it sent has gone out, tell the
- * server too (TLS close_notify, or a TCP half-close), so that a server that
- * waits for more commands ends the session instead of idling.
- */
-static void
-session_up_shutdown(struct session *s)
-{
-	SSL *ssl;
-
-	if (s->up == NULL ||
-	    evbuffer_get_length(bufferevent_get_output(s->up)) > 0)
-		return;
-	/* A client that pipelined and half-closed still wants the replies. */
-	if (s->parser != NULL && smtp_pending(s->parser) > 0)
-		return;
-	s->up_shut_pending = 0;
-	/* Nagle again for the close, so the server gets the last commands
-	 * before it sees the close_notify or FIN, not in the same breath:
-	 * aiosmtpd drops pipelined commands that arrive with the close. */
-	relay_nodelay(bufferevent_getfd(s->up), 0);
-	if (s->tls_up) {
-		if ((ssl = bufferevent_openssl_get_ssl(s->up)) != NULL)
-			SSL_shutdown(ssl);
-		relay_fin_after(s->up);
-	} else
-		shutdown(bufferevent_getfd(s->up), SHUT_WR);
-}
-
-static void
+void
 session_up_readcb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
@@ -1092,8 +719,8 @@ session_guard_leave(struct session *s)
 		log_warnx("out of memory: no reserve left");
 }
 
-#define SESSION_GUARDED(name, params, args)				\
-static void								\
+#define SESSION_GUARDED(scope, name, params, args)			\
+scope void								\
 name##_g params								\
 {									\
 	struct session *s = arg;					\
@@ -1103,21 +730,21 @@ name##_g params								\
 	session_guard_leave(s);						\
 }
 
-SESSION_GUARDED(session_up_readcb, (struct bufferevent *bev, void *arg),
-    (bev, arg))
-SESSION_GUARDED(session_up_writecb, (struct bufferevent *bev, void *arg),
-    (bev, arg))
-SESSION_GUARDED(session_up_eventcb,
+SESSION_GUARDED(extern, session_up_readcb,
+    (struct bufferevent *bev, void *arg), (bev, arg))
+SESSION_GUARDED(extern, session_up_writecb,
+    (struct bufferevent *bev, void *arg), (bev, arg))
+SESSION_GUARDED(extern, session_up_eventcb,
     (struct bufferevent *bev, short what, void *arg), (bev, what, arg))
-SESSION_GUARDED(session_cli_readcb, (struct bufferevent *bev, void *arg),
-    (bev, arg))
-SESSION_GUARDED(session_cli_writecb, (struct bufferevent *bev, void *arg),
-    (bev, arg))
-SESSION_GUARDED(session_cli_eventcb,
+SESSION_GUARDED(extern, session_cli_readcb,
+    (struct bufferevent *bev, void *arg), (bev, arg))
+SESSION_GUARDED(extern, session_cli_writecb,
+    (struct bufferevent *bev, void *arg), (bev, arg))
+SESSION_GUARDED(extern, session_cli_eventcb,
     (struct bufferevent *bev, short what, void *arg), (bev, what, arg))
-SESSION_GUARDED(session_timer_cb,
+SESSION_GUARDED(static, session_timer_cb,
     (evutil_socket_t fd, short what, void *arg), (fd, what, arg))
-SESSION_GUARDED(session_connected_cb, (struct bufferevent *bev,
+SESSION_GUARDED(static, session_connected_cb, (struct bufferevent *bev,
     const char *status, const char *reason, void *arg),
     (bev, status, reason, arg))
 

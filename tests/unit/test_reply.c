@@ -145,7 +145,7 @@ static void
 test_first_line_escaped(void **state)
 {
 	static const char *const hostile[] = {
-		"\x1b[2J\x1b]0;owned\x07", "\x7f", "\xc2\x9b" "31m",
+		"\x1b[2J\x1b]0;owned\x07", "\x7f", "\xc2\x9b[31m",
 		"\xe2\x80\xae", "\xe2\x80\xaa", "\xe2\x81\xa6", "\\x1b",
 		"\xff\xfe", "\xc0\xaf", "\x0b\x0c\x08\x09",
 	};
