@@ -329,14 +329,16 @@ conf_reader(char *str, int num, void *arg)
 	ssize_t n;
 	size_t eq;
 	char *line;
+	int err;
 
 	if (p->failed)
 		return NULL;
 	errno = 0;
 	if ((n = getline(&p->buf, &p->bufsize, p->fp)) == -1) {
+		err = errno;
 		if (ferror(p->fp)) {
 			conf_error(conf, p->lineno + 1, NULL, "read error: %s",
-			    strerror(errno));
+			    strerror(err));
 			p->failed = 1;
 		}
 		return NULL;
