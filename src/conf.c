@@ -17,12 +17,16 @@
  * handler for an empty section, and cannot tell "[a] [b] [a]" from one
  * [a]). libinih then sees only comments, blanks and well-formed key lines.
  */
+#include <sys/stat.h>
+
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -325,14 +329,16 @@ conf_reader(char *str, int num, void *arg)
 	ssize_t n;
 	size_t eq;
 	char *line;
+	int err;
 
 	if (p->failed)
 		return NULL;
 	errno = 0;
 	if ((n = getline(&p->buf, &p->bufsize, p->fp)) == -1) {
+		err = errno;
 		if (ferror(p->fp)) {
 			conf_error(conf, p->lineno + 1, NULL, "read error: %s",
-			    strerror(errno));
+			    strerror(err));
 			p->failed = 1;
 		}
 		return NULL;
@@ -483,6 +489,9 @@ conf_load_file(struct conf *conf, const char *name, FILE *fp)
 	free(p.buf);
 	if (r == -2)
 		conf_error(conf, 0, NULL, "out of memory");
+	/* The rest of the file is unknown: "no upstream" and such would mislead. */
+	if (p.failed)
+		return (int)conf->nerrors;
 
 	/* No section: the top is the one service, named "default". */
 	if (conf->nservices == 0) {
@@ -504,18 +513,43 @@ conf_load_file(struct conf *conf, const char *name, FILE *fp)
 	return (int)conf->nerrors;
 }
 
+/* The file could not be read at all: one error, with the reason. */
+static int
+conf_unreadable(struct conf *conf, const char *path, int err)
+{
+	memset(conf, 0, sizeof *conf);
+	conf->path = xstrdup(path);
+	options_defaults(&conf->global);
+	conf_error(conf, 0, NULL, "%s", strerror(err));
+	return (int)conf->nerrors;
+}
+
 int
 conf_load(struct conf *conf, const char *path)
 {
+	struct stat st;
 	FILE *fp;
-	int n;
+	int fd, n, err;
 
-	if ((fp = fopen(path, "r")) == NULL) {
-		memset(conf, 0, sizeof *conf);
-		conf->path = xstrdup(path);
-		options_defaults(&conf->global);
-		conf_error(conf, 0, NULL, "%s", strerror(errno));
-		return (int)conf->nerrors;
+	/*
+	 * errno is copied at once: the allocations and option defaults that
+	 * build the error may change it (they turned ENOENT into "Success").
+	 */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
+		return conf_unreadable(conf, path, errno);
+	/* Linux opens a directory for reading; only read() fails, later. */
+	if (fstat(fd, &st) == -1)
+		err = errno;
+	else
+		err = S_ISDIR(st.st_mode) ? EISDIR : 0;
+	if (err != 0) {
+		close(fd);
+		return conf_unreadable(conf, path, err);
+	}
+	if ((fp = fdopen(fd, "r")) == NULL) {
+		err = errno;
+		close(fd);
+		return conf_unreadable(conf, path, err);
 	}
 	n = conf_load_file(conf, path, fp);
 	fclose(fp);

@@ -14,13 +14,16 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/dns.h>
@@ -50,6 +53,10 @@ struct generation {
 	struct conf		 conf;
 	int			 named;		/* from a file: services have names */
 	struct service		*svcs;
+	struct tls_ctxset	*tls;		/* the services' contexts */
+	char			**problems;	/* without a file: its errors */
+	size_t			 nproblems;
+	size_t			 nreleased;	/* services whose context is freed */
 	struct generation	*next;		/* retired, waiting for sessions */
 };
 
@@ -64,12 +71,22 @@ struct daemon {
 	struct evdns_base	*dns;
 	struct generation	*gen;
 	struct generation	*retired;
+	struct generation	*dying;		/* drained, freed a slice a turn */
+	struct event		*dying_ev;
 	struct bound		*bound;
 	size_t			 nbound;
 	struct event		*sigint, *sigterm, *sighup, *sigusr1;
 	struct event		*grace;
 	int			 stopping;
 	char			 hostname[256];
+
+	/* A reload is read on its own thread; the loop goes on meanwhile. */
+	int			 loading;	/* the loader thread runs */
+	int			 again;		/* SIGHUP while loading */
+	pthread_t		 loader;
+	struct generation	*loaded;	/* its result */
+	int			 loaded_fd[2];	/* it writes a byte when done */
+	struct event		*loaded_ev;
 };
 
 static void	daemon_session_closed(struct service *);
@@ -177,9 +194,43 @@ generation_free(struct generation *g)
 		return;
 	for (i = 0; g->svcs != NULL && i < g->conf.nservices; i++)
 		SSL_CTX_free(g->svcs[i].ssl_ctx);
+	tls_ctxset_free(g->tls);
 	free(g->svcs);
+	for (i = 0; i < g->nproblems; i++)
+		free(g->problems[i]);
+	free(g->problems);
 	conf_free(&g->conf);
 	free(g);
+}
+
+/*
+ * Frees g a part at a time: TLS context references until the time is up,
+ * then the rest. Returns 1 when g is gone. A generation of thousands of
+ * contexts takes a second or so to free (each context's CAs are many
+ * small allocations, and the loader thread made them in another arena).
+ */
+static int
+generation_free_some(struct generation *g, const struct timespec *until)
+{
+	struct service *svc;
+	struct timespec now;
+
+	for (;;) {
+		if (g->nreleased < g->conf.nservices) {
+			svc = &g->svcs[g->nreleased++];
+			if (svc->ssl_ctx == NULL)
+				continue;
+			SSL_CTX_free(svc->ssl_ctx);
+			svc->ssl_ctx = NULL;
+		} else if (g->tls == NULL || !tls_ctxset_release_one(g->tls))
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > until->tv_sec || (now.tv_sec == until->tv_sec &&
+		    now.tv_nsec >= until->tv_nsec))
+			return 0;
+	}
+	generation_free(g);
+	return 1;
 }
 
 static unsigned
@@ -191,6 +242,20 @@ generation_sessions(const struct generation *g)
 	for (i = 0; i < g->conf.nservices; i++)
 		n += g->svcs[i].sessions;
 	return n;
+}
+
+static size_t
+generation_nerrors(const struct generation *g)
+{
+	return g->conf.nerrors + g->nproblems;
+}
+
+/* Error i, as printed: "file:line: message", or the message alone. */
+static const char *
+generation_error(const struct generation *g, size_t i)
+{
+	return i < g->conf.nerrors ? g->conf.errors[i] :
+	    g->problems[i - g->conf.nerrors];
 }
 
 /*
@@ -212,28 +277,43 @@ generation_problem(struct generation *g, const struct conf_service *cs,
 	if (vasprintf(&msg, fmt, ap) == -1)
 		fatalx("out of memory");
 	va_end(ap);
-	if (g->named)
+	if (g->named) {
 		conf_error(&g->conf, conf_line(&g->conf, cs, key), cs, "%s", msg);
-	else
-		fprintf(stderr, "smtptap: %s\n", msg);
-	free(msg);
+		free(msg);
+		return;
+	}
+	g->problems = xrealloc(g->problems,
+	    (g->nproblems + 1) * sizeof *g->problems);
+	g->problems[g->nproblems++] = msg;
+}
+
+/* getpwnam() shares a buffer: the loader thread must not use it. */
+static int
+generation_user_exists(const char *user)
+{
+	struct passwd pw, *found = NULL;
+	char buf[16384];
+
+	return getpwnam_r(user, &pw, buf, sizeof buf, &found) == 0 &&
+	    found != NULL;
 }
 
 /*
  * Reads the settings (the -c file, or the command line as one service
- * without a name) and checks what conf.c cannot: CA files, the user.
- * Returns NULL with the errors printed.
+ * without a name) and checks what conf.c cannot: CA files, the user. The
+ * errors are kept in the generation, for the caller to report. It touches
+ * nothing but its arguments and the files, and takes references to prev's
+ * TLS contexts, so it may run on the loader thread while prev serves.
  */
 static struct generation *
-generation_load(struct daemon *d)
+generation_load(const struct options *cli, const char *hostname,
+    const struct tls_ctxset *prev)
 {
 	struct generation *g = xcalloc(1, sizeof *g);
-	const struct options *cli = d->cli;
 	struct conf_service *cs;
 	struct service *svc;
 	char *cause = NULL;
 	size_t i;
-	int bad = 0;
 
 	if (cli->config != NULL) {
 		g->named = 1;
@@ -244,11 +324,11 @@ generation_load(struct daemon *d)
 		options_copy(&g->conf.services[0].opts, cli);
 		options_copy(&g->conf.global, cli);
 	}
-	if (g->conf.global.user != NULL && getpwnam(g->conf.global.user) == NULL) {
+	if (g->conf.global.user != NULL &&
+	    !generation_user_exists(g->conf.global.user))
 		generation_problem(g, NULL, "user", "user \"%s\": no such user",
 		    g->conf.global.user);
-		bad = 1;
-	}
+	g->tls = tls_ctxset_new();
 	g->svcs = xcalloc(g->conf.nservices ? g->conf.nservices : 1,
 	    sizeof *g->svcs);
 	for (i = 0; i < g->conf.nservices; i++) {
@@ -256,35 +336,47 @@ generation_load(struct daemon *d)
 		svc = &g->svcs[i];
 		svc->name = g->named ? cs->name : NULL;
 		svc->opts = &cs->opts;
-		svc->ehlo = cs->opts.ehlo != NULL ? cs->opts.ehlo : d->hostname;
-		svc->base = d->base;
-		svc->dns = d->dns;
-		svc->owner = d;
+		svc->ehlo = cs->opts.ehlo != NULL ? cs->opts.ehlo : hostname;
 		svc->on_close = daemon_session_closed;
-		/* Each service its own context: ca_file may differ. */
-		if (cs->opts.tls != TLS_MODE_NONE &&
-		    (svc->ssl_ctx = tls_ctx_new(&cs->opts, &cause)) == NULL) {
+		if (cs->opts.tls == TLS_MODE_NONE)
+			continue;
+		if ((svc->ssl_ctx = tls_ctxset_get(g->tls, prev, &cs->opts,
+		    &cause)) == NULL) {
 			generation_problem(g, cs, cs->opts.ca_file != NULL ?
 			    "ca_file" : cs->opts.ca_path != NULL ? "ca_path" :
 			    "tls", "%s", cause);
 			free(cause);
 			cause = NULL;
-			bad = 1;
 		}
 	}
-	if (g->conf.nerrors != 0) {
-		/* "file:line: message", the form editors jump to. */
-		for (i = 0; i < g->conf.nerrors; i++)
-			fprintf(stderr, "%s\n", g->conf.errors[i]);
-		fprintf(stderr, "%s: %zu error%s\n", g->conf.path,
-		    g->conf.nerrors, g->conf.nerrors == 1 ? "" : "s");
-		bad = 1;
-	}
-	if (bad) {
-		generation_free(g);
-		return NULL;
-	}
 	return g;
+}
+
+/* Where a generation read before (or off) the loop gets the loop's parts. */
+static void
+generation_attach(struct daemon *d, struct generation *g)
+{
+	size_t i;
+
+	for (i = 0; i < g->conf.nservices; i++) {
+		g->svcs[i].base = d->base;
+		g->svcs[i].dns = d->dns;
+		g->svcs[i].owner = d;
+	}
+}
+
+/* "file:line: message" on stderr, the form editors jump to. */
+static void
+generation_report(const struct generation *g)
+{
+	size_t i, n = generation_nerrors(g);
+
+	for (i = 0; i < n; i++)
+		fprintf(stderr, "%s%s\n", g->named ? "" : "smtptap: ",
+		    generation_error(g, i));
+	if (g->named)
+		fprintf(stderr, "%s: %zu error%s\n", g->conf.path, n,
+		    n == 1 ? "" : "s");
 }
 
 /* Which listener serves a service: its configured address. */
@@ -298,6 +390,13 @@ bound_key(const struct service *svc, char *buf, size_t size)
 	snprintf(buf, size, "%s%s%s", addr, svc->opts->listen.portnum == 0 ?
 	    " " : "", svc->opts->listen.portnum == 0 && svc->name != NULL ?
 	    svc->name : "");
+}
+
+static int
+bound_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct bound *)a)->key,
+	    ((const struct bound *)b)->key);
 }
 
 static void
@@ -340,19 +439,22 @@ daemon_bind(struct daemon *d, struct generation *g, char **cause)
 	size_t i, j, n = g->conf.nservices;
 	char key[320], *why = NULL;
 	int *kept = xcalloc(d->nbound + 1, sizeof *kept);
+	struct bound *prev;
 
+	/* Sorted, so that thousands of services are matched in no time. */
+	if (d->nbound > 1)
+		qsort(d->bound, d->nbound, sizeof *d->bound, bound_cmp);
 	nb = xcalloc(n ? n : 1, sizeof *nb);
 	for (i = 0; i < n; i++) {
 		bound_key(&g->svcs[i], key, sizeof key);
 		snprintf(nb[i].key, sizeof nb[i].key, "%s", key);
-		for (j = 0; j < d->nbound; j++)
-			if (!kept[j] && strcmp(d->bound[j].key, key) == 0) {
-				kept[j] = 1;
-				nb[i].l = d->bound[j].l;
-				break;
-			}
-		if (nb[i].l != NULL)
+		prev = d->nbound == 0 ? NULL : bsearch(&nb[i], d->bound,
+		    d->nbound, sizeof *d->bound, bound_cmp);
+		if (prev != NULL && !kept[prev - d->bound]) {
+			kept[prev - d->bound] = 1;
+			nb[i].l = prev->l;
 			continue;
+		}
 		if ((l = listen_start(&g->svcs[i], &g->svcs[i].opts->listen,
 		    &why)) == NULL) {
 			if (g->named)
@@ -408,6 +510,44 @@ daemon_unbind(struct daemon *d)
 	d->nbound = 0;
 }
 
+#define DAEMON_FREE_SLICE_NS	1000000	/* freeing, per loop turn */
+
+/*
+ * After the loop has polled its sockets: an event made active from its own
+ * callback would run again in the same turn, and the slices would be one.
+ */
+static void
+daemon_dying_later(struct daemon *d)
+{
+	static const struct timeval now = { 0, 0 };
+
+	evtimer_add(d->dying_ev, &now);
+}
+
+static void
+daemon_dying_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct generation *g;
+	struct timespec until;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += DAEMON_FREE_SLICE_NS;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	while ((g = d->dying) != NULL) {
+		d->dying = g->next;
+		if (!generation_free_some(g, &until)) {
+			d->dying = g;
+			break;
+		}
+	}
+	if (d->dying != NULL)
+		daemon_dying_later(d);
+}
+
 static void
 daemon_reap(struct daemon *d)
 {
@@ -416,7 +556,13 @@ daemon_reap(struct daemon *d)
 	while ((g = *gp) != NULL) {
 		if (generation_sessions(g) == 0) {
 			*gp = g->next;
-			generation_free(g);
+			if (d->dying_ev == NULL) {
+				generation_free(g);
+				continue;
+			}
+			g->next = d->dying;
+			d->dying = g;
+			daemon_dying_later(d);
 		} else
 			gp = &g->next;
 	}
@@ -435,23 +581,38 @@ daemon_session_closed(struct service *svc)
 		daemon_status(d);
 }
 
+/* Why the new configuration cannot be used: on stderr and in the transcript. */
 static void
-daemon_reload(struct daemon *d)
+daemon_reload_errors(const struct generation *g)
 {
-	struct generation *g;
-	char *cause = NULL;
+	size_t i, n = generation_nerrors(g);
 
-	daemon_notify("RELOADING=1");
-	transcript_note(TRANSCRIPT_NOSESSION, "SIGHUP: reopening the transcript "
-	    "and reading %s again", d->cli->config != NULL ? d->cli->config :
-	    "the command line");
-	transcript_reopen();
-	if ((g = generation_load(d)) == NULL) {
-		transcript_note(TRANSCRIPT_NOSESSION, "reload failed: the new "
-		    "configuration has errors; the current one stays");
+	generation_report(g);
+	if (n == 1) {
+		transcript_note(TRANSCRIPT_NOSESSION, "reload failed: %s; the "
+		    "current configuration stays", generation_error(g, 0));
+		return;
+	}
+	for (i = 0; i < n; i++)
+		transcript_note(TRANSCRIPT_NOSESSION, "%s", generation_error(g, i));
+	transcript_note(TRANSCRIPT_NOSESSION, "reload failed: the new "
+	    "configuration has the %zu errors above; the current one stays", n);
+}
+
+/* On the loop: put a freshly read generation in place of the current one. */
+static void
+daemon_reload_commit(struct daemon *d, struct generation *g)
+{
+	char *cause = NULL;
+	size_t nctx, kept;
+
+	if (generation_nerrors(g) != 0) {
+		daemon_reload_errors(g);
+		generation_free(g);
 		daemon_notify("READY=1");
 		return;
 	}
+	generation_attach(d, g);
 	if (daemon_bind(d, g, &cause) != 0) {
 		transcript_note(TRANSCRIPT_NOSESSION, "reload failed: %s; the "
 		    "current configuration stays", cause);
@@ -466,12 +627,120 @@ daemon_reload(struct daemon *d)
 	d->retired = d->gen;
 	d->gen = g;
 	daemon_reap(d);
-	transcript_note(TRANSCRIPT_NOSESSION, "reloaded: %zu service%s; %u "
-	    "session%s continue with the previous settings", g->conf.nservices,
-	    g->conf.nservices == 1 ? "" : "s", session_count_all(),
+	nctx = tls_ctxset_count(g->tls, &kept);
+	transcript_note(TRANSCRIPT_NOSESSION, "reloaded: %zu service%s, %zu TLS "
+	    "context%s (%zu kept, %zu loaded); %u session%s continue with the "
+	    "previous settings", g->conf.nservices,
+	    g->conf.nservices == 1 ? "" : "s", nctx, nctx == 1 ? "" : "s", kept,
+	    nctx - kept, session_count_all(),
 	    session_count_all() == 1 ? "" : "s");
 	daemon_notify("READY=1");
 	daemon_status(d);
+}
+
+/*
+ * The loader thread. The configuration generation_load() reads is its own
+ * until the loop takes it; the current generation's contexts are only
+ * referenced, and the loop does not replace or free that generation while
+ * a load runs.
+ */
+static void *
+daemon_loader(void *arg)
+{
+	struct daemon *d = arg;
+	char byte = 1;
+	ssize_t n;
+
+	d->loaded = generation_load(d->cli, d->hostname, d->gen->tls);
+	do
+		n = write(d->loaded_fd[1], &byte, 1);
+	while (n == -1 && errno == EINTR);
+	return NULL;
+}
+
+static void
+daemon_reload_start(struct daemon *d)
+{
+	sigset_t all, old;
+	int error;
+
+	/* Signals are the loop's: the loader thread blocks them all. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	error = pthread_create(&d->loader, NULL, daemon_loader, d);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (error == 0) {
+		d->loading = 1;
+		return;
+	}
+	/* No thread: read it here, with the loop waiting. */
+	log_warnx("cannot start a thread to read the configuration (%s); "
+	    "reading it on the event loop", strerror(error));
+	daemon_reload_commit(d, generation_load(d->cli, d->hostname,
+	    d->gen->tls));
+}
+
+static void
+daemon_loaded_drain(struct daemon *d)
+{
+	char byte;
+
+	while (read(d->loaded_fd[0], &byte, 1) == 1)
+		;
+}
+
+/* The loader thread is done; returns its generation. */
+static struct generation *
+daemon_loader_join(struct daemon *d)
+{
+	struct generation *g;
+
+	pthread_join(d->loader, NULL);
+	daemon_loaded_drain(d);
+	g = d->loaded;
+	d->loaded = NULL;
+	d->loading = 0;
+	return g;
+}
+
+static void
+daemon_loaded_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct generation *g;
+
+	if (!d->loading) {
+		daemon_loaded_drain(d);
+		return;
+	}
+	g = daemon_loader_join(d);
+	if (d->stopping) {
+		generation_free(g);
+		return;
+	}
+	daemon_reload_commit(d, g);
+	if (d->again) {
+		d->again = 0;
+		daemon_reload_start(d);
+	}
+}
+
+static void
+daemon_reload(struct daemon *d)
+{
+	daemon_notify("RELOADING=1");
+	transcript_note(TRANSCRIPT_NOSESSION, "SIGHUP: reopening the transcript "
+	    "and reading %s again", d->cli->config != NULL ? d->cli->config :
+	    "the command line");
+	transcript_reopen();
+	if (d->loading) {
+		/* The file may have changed after the loader read it. */
+		d->again = 1;
+		transcript_note(TRANSCRIPT_NOSESSION, "a reload is under way; "
+		    "reading again when it is done");
+		return;
+	}
+	daemon_reload_start(d);
 }
 
 static void
@@ -607,6 +876,9 @@ daemon_free(struct daemon *d)
 {
 	struct generation *g;
 
+	/* The loader may be reading the current generation's contexts. */
+	if (d->loading)
+		generation_free(daemon_loader_join(d));
 	daemon_unbind(d);
 	if (d->gen != NULL)
 		daemon_close_sessions(d);
@@ -617,6 +889,12 @@ daemon_free(struct daemon *d)
 		d->retired = g->next;
 		generation_free(g);
 	}
+	while ((g = d->dying) != NULL) {
+		d->dying = g->next;
+		generation_free(g);
+	}
+	if (d->dying_ev != NULL)
+		event_free(d->dying_ev);
 	generation_free(d->gen);
 	if (d->sigint != NULL) {
 		event_free(d->sigint);
@@ -626,6 +904,12 @@ daemon_free(struct daemon *d)
 	}
 	if (d->grace != NULL)
 		event_free(d->grace);
+	if (d->loaded_ev != NULL)
+		event_free(d->loaded_ev);
+	if (d->loaded_fd[0] != -1) {
+		close(d->loaded_fd[0]);
+		close(d->loaded_fd[1]);
+	}
 	if (d->dns != NULL)
 		evdns_base_free(d->dns, 1);
 	transcript_detach();
@@ -644,6 +928,7 @@ daemon_main(const struct options *cli)
 
 	memset(&d, 0, sizeof d);
 	d.cli = cli;
+	d.loaded_fd[0] = d.loaded_fd[1] = -1;
 	daemon_malloc_tune();
 	if (gethostname(d.hostname, sizeof d.hostname) != 0 ||
 	    d.hostname[0] == '\0' || strpbrk(d.hostname, " \t\r\n") != NULL)
@@ -651,8 +936,12 @@ daemon_main(const struct options *cli)
 	d.hostname[sizeof d.hostname - 1] = '\0';
 
 	/* Every mistake is reported in one run, then the exit status says it. */
-	if ((d.gen = generation_load(&d)) == NULL)
+	d.gen = generation_load(cli, d.hostname, NULL);
+	if (generation_nerrors(d.gen) != 0) {
+		generation_report(d.gen);
+		generation_free(d.gen);
 		return EXIT_CONFIG;
+	}
 	if (cli->check_config) {
 		printf("%s: OK (%zu service%s)\n", d.gen->conf.path,
 		    d.gen->conf.nservices, d.gen->conf.nservices == 1 ? "" : "s");
@@ -675,10 +964,15 @@ daemon_main(const struct options *cli)
 		goto out;
 	}
 	/* The generation was read before the loop existed. */
-	for (size_t i = 0; i < d.gen->conf.nservices; i++) {
-		d.gen->svcs[i].base = d.base;
-		d.gen->svcs[i].dns = d.dns;
-	}
+	generation_attach(&d, d.gen);
+	if (pipe2(d.loaded_fd, O_CLOEXEC | O_NONBLOCK) != 0)
+		fatal("pipe");
+	if ((d.dying_ev = evtimer_new(d.base, daemon_dying_cb, &d)) == NULL)
+		fatalx("cannot create an event");
+	if ((d.loaded_ev = event_new(d.base, d.loaded_fd[0],
+	    EV_READ | EV_PERSIST, daemon_loaded_cb, &d)) == NULL ||
+	    event_add(d.loaded_ev, NULL) != 0)
+		fatalx("cannot watch the configuration loader");
 	if (daemon_bind(&d, d.gen, &cause) != 0 ||
 	    daemon_drop(g->user, &cause) != 0) {
 		status = 1;

@@ -1,7 +1,13 @@
-/* tls.c - OpenSSL client context, per-session SSL, and explanations. */
+/* tls.c - OpenSSL client contexts, per-session SSL, and explanations. */
+#include <sys/stat.h>
+
 #include <arpa/inet.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -104,13 +110,26 @@ tls_info_cb(const SSL *ssl, int where, int ret)
 		peer->reneg_refused = 1;
 }
 
-SSL_CTX *
-tls_ctx_new(const struct options *o, char **cause)
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void
+tls_init(void)
+{
+	tls_peer_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/*
+ * The whole recipe of a client context: it reads nothing else, so that two
+ * services whose trust is the same may share one context. A setting that
+ * comes to shape the context must be added here (and to tls_trust_same).
+ */
+static SSL_CTX *
+tls_ctx_new(const char *ca_file, const char *ca_path, char **cause)
 {
 	SSL_CTX *ctx;
+	int err;
 
-	if (tls_peer_idx == -1)
-		tls_peer_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	pthread_once(&tls_once, tls_init);
 	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
 		xasprintf(cause, "cannot create a TLS context");
 		return NULL;
@@ -126,22 +145,24 @@ tls_ctx_new(const struct options *o, char **cause)
 	    SSL_OP_NO_RENEGOTIATION);
 	/* An idle session holds no TLS record buffers (34 KiB otherwise). */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	if (o->ca_file != NULL && access(o->ca_file, R_OK) != 0) {
-		xasprintf(cause, "--ca-file %s: %s", o->ca_file, strerror(errno));
+	if (ca_file != NULL && access(ca_file, R_OK) != 0) {
+		err = errno;
+		xasprintf(cause, "--ca-file %s: %s", ca_file, strerror(err));
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
-	if (o->ca_path != NULL && access(o->ca_path, R_OK | X_OK) != 0) {
-		xasprintf(cause, "--ca-path %s: %s", o->ca_path, strerror(errno));
+	if (ca_path != NULL && access(ca_path, R_OK | X_OK) != 0) {
+		err = errno;
+		xasprintf(cause, "--ca-path %s: %s", ca_path, strerror(err));
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
-	if (o->ca_file != NULL || o->ca_path != NULL) {
-		if (SSL_CTX_load_verify_locations(ctx, o->ca_file, o->ca_path) != 1) {
+	if (ca_file != NULL || ca_path != NULL) {
+		if (SSL_CTX_load_verify_locations(ctx, ca_file, ca_path) != 1) {
 			unsigned long e = ERR_peek_last_error();
 
 			xasprintf(cause, "cannot load CA certificates from %s: %s",
-			    o->ca_file != NULL ? o->ca_file : o->ca_path,
+			    ca_file != NULL ? ca_file : ca_path,
 			    e ? ERR_reason_error_string(e) : "no certificates found");
 			ERR_clear_error();
 			SSL_CTX_free(ctx);
@@ -152,9 +173,278 @@ tls_ctx_new(const struct options *o, char **cause)
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
+	/* Verification is always on; --no-verify only stops enforcing it. */
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, tls_verify_cb);
 	SSL_CTX_set_info_callback(ctx, tls_info_cb);
 	return ctx;
+}
+
+/*
+ * Which version of the CA files a context was loaded from: a hash of what
+ * stat() says of each (a directory: of every entry, in any order). A file
+ * edited, replaced or touched has a new identity, so a reload reads it again.
+ */
+#define FNV_OFFSET	0xcbf29ce484222325ULL
+#define FNV_PRIME	0x100000001b3ULL
+
+static uint64_t
+tls_fnv(uint64_t h, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+
+	while (len-- > 0)
+		h = (h ^ *p++) * FNV_PRIME;
+	return h;
+}
+
+static uint64_t
+tls_stat_id(uint64_t h, const char *path)
+{
+	struct stat st;
+	int64_t f[8];
+
+	h = tls_fnv(h, path, strlen(path) + 1);
+	if (stat(path, &st) != 0) {
+		f[0] = errno;
+		return tls_fnv(h, f, sizeof f[0]);
+	}
+	f[0] = (int64_t)st.st_dev;
+	f[1] = (int64_t)st.st_ino;
+	f[2] = (int64_t)st.st_size;
+	f[3] = (int64_t)st.st_mode;
+	f[4] = (int64_t)st.st_mtim.tv_sec;
+	f[5] = (int64_t)st.st_mtim.tv_nsec;
+	f[6] = (int64_t)st.st_ctim.tv_sec;
+	f[7] = (int64_t)st.st_ctim.tv_nsec;
+	return tls_fnv(h, f, sizeof f);
+}
+
+static uint64_t
+tls_dir_id(uint64_t h, const char *dir)
+{
+	DIR *dp;
+	struct dirent *de;
+	char *path;
+	uint64_t sum = 0;
+
+	h = tls_stat_id(h, dir);
+	if ((dp = opendir(dir)) == NULL)
+		return h;
+	/* OpenSSL reads a hashed directory lazily: any entry may matter. */
+	while ((de = readdir(dp)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		xasprintf(&path, "%s/%s", dir, de->d_name);
+		sum += tls_stat_id(FNV_OFFSET, path);
+		free(path);
+	}
+	closedir(dp);
+	return tls_fnv(h, &sum, sizeof sum);
+}
+
+/* Every directory of a ':'-separated list, as OpenSSL reads SSL_CERT_DIR. */
+static uint64_t
+tls_dirs_id(uint64_t h, const char *list)
+{
+	char *copy = xstrdup(list), *p = copy, *dir;
+
+	while ((dir = strsep(&p, ":")) != NULL)
+		if (*dir != '\0')
+			h = tls_dir_id(h, dir);
+	free(copy);
+	return h;
+}
+
+static uint64_t
+tls_trust_id(const char *ca_file, const char *ca_path)
+{
+	const char *file, *dir;
+	uint64_t h = FNV_OFFSET;
+
+	if (ca_file != NULL || ca_path != NULL) {
+		if (ca_file != NULL)
+			h = tls_stat_id(h, ca_file);
+		if (ca_path != NULL)
+			h = tls_dir_id(h, ca_path);
+		return h;
+	}
+	/* The system store, where SSL_CTX_set_default_verify_paths looks. */
+	if ((file = getenv(X509_get_default_cert_file_env())) == NULL)
+		file = X509_get_default_cert_file();
+	if ((dir = getenv(X509_get_default_cert_dir_env())) == NULL)
+		dir = X509_get_default_cert_dir();
+	h = tls_stat_id(h, file);
+	return tls_dirs_id(h, dir);
+}
+
+/* One context of a set: its trust settings, and the context or why not. */
+struct tls_ctxent {
+	char		*ca_file;	/* NULL: none given */
+	char		*ca_path;
+	uint64_t	 id;		/* tls_trust_id() when it was loaded */
+	SSL_CTX		*ctx;		/* NULL: cause says why */
+	char		*cause;
+};
+
+/* Open addressing on the settings' names; index holds entry + 1. */
+struct tls_ctxset {
+	struct tls_ctxent	*ents;
+	size_t			 nents;
+	size_t			*index;
+	size_t			 mask;		/* index has mask + 1 slots */
+	size_t			 kept;		/* contexts taken from prev */
+	size_t			 released;	/* entries dropped so far */
+};
+
+static int
+tls_streq(const char *a, const char *b)
+{
+	return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+}
+
+static size_t
+tls_slot_hash(const char *ca_file, const char *ca_path)
+{
+	uint64_t h = FNV_OFFSET;
+
+	h = ca_file != NULL ? tls_fnv(h, ca_file, strlen(ca_file) + 1) :
+	    tls_fnv(h, "", 1);
+	h = ca_path != NULL ? tls_fnv(h, ca_path, strlen(ca_path) + 1) :
+	    tls_fnv(h, "", 1);
+	return (size_t)h;
+}
+
+static struct tls_ctxent *
+tls_ctxset_find(const struct tls_ctxset *set, const char *ca_file,
+    const char *ca_path)
+{
+	size_t i;
+	struct tls_ctxent *e;
+
+	if (set == NULL || set->index == NULL)
+		return NULL;
+	for (i = tls_slot_hash(ca_file, ca_path) & set->mask;
+	    set->index[i] != 0; i = (i + 1) & set->mask) {
+		e = &set->ents[set->index[i] - 1];
+		if (tls_streq(e->ca_file, ca_file) && tls_streq(e->ca_path, ca_path))
+			return e;
+	}
+	return NULL;
+}
+
+static void
+tls_ctxset_insert(struct tls_ctxset *set, size_t i)
+{
+	size_t j = tls_slot_hash(set->ents[i].ca_file, set->ents[i].ca_path) &
+	    set->mask;
+
+	while (set->index[j] != 0)
+		j = (j + 1) & set->mask;
+	set->index[j] = i + 1;
+}
+
+/* Indexes the last entry; at most half full, so every probe ends. */
+static void
+tls_ctxset_index(struct tls_ctxset *set)
+{
+	size_t i;
+
+	if (set->index != NULL && set->nents * 2 <= set->mask + 1) {
+		tls_ctxset_insert(set, set->nents - 1);
+		return;
+	}
+	free(set->index);
+	set->mask = set->mask ? set->mask * 2 + 1 : 15;
+	set->index = xcalloc(set->mask + 1, sizeof *set->index);
+	for (i = 0; i < set->nents; i++)
+		tls_ctxset_insert(set, i);
+}
+
+struct tls_ctxset *
+tls_ctxset_new(void)
+{
+	return xcalloc(1, sizeof(struct tls_ctxset));
+}
+
+SSL_CTX *
+tls_ctxset_get(struct tls_ctxset *set, const struct tls_ctxset *prev,
+    const struct options *o, char **cause)
+{
+	struct tls_ctxent *e, *old;
+
+	if ((e = tls_ctxset_find(set, o->ca_file, o->ca_path)) == NULL) {
+		set->ents = xrealloc(set->ents,
+		    (set->nents + 1) * sizeof *set->ents);
+		e = &set->ents[set->nents++];
+		memset(e, 0, sizeof *e);
+		e->ca_file = o->ca_file != NULL ? xstrdup(o->ca_file) : NULL;
+		e->ca_path = o->ca_path != NULL ? xstrdup(o->ca_path) : NULL;
+		tls_ctxset_index(set);
+		/* Taken before loading: a file changed meanwhile is read again. */
+		e->id = tls_trust_id(e->ca_file, e->ca_path);
+		old = tls_ctxset_find(prev, e->ca_file, e->ca_path);
+		if (old != NULL && old->ctx != NULL && old->id == e->id &&
+		    SSL_CTX_up_ref(old->ctx) == 1) {
+			e->ctx = old->ctx;
+			set->kept++;
+		} else
+			e->ctx = tls_ctx_new(e->ca_file, e->ca_path, &e->cause);
+	}
+	if (e->ctx == NULL) {
+		*cause = xstrdup(e->cause);
+		return NULL;
+	}
+	if (SSL_CTX_up_ref(e->ctx) != 1) {
+		xasprintf(cause, "cannot share a TLS context");
+		return NULL;
+	}
+	return e->ctx;
+}
+
+size_t
+tls_ctxset_count(const struct tls_ctxset *set, size_t *kept)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < set->nents; i++)
+		n += set->ents[i].ctx != NULL;
+	if (kept != NULL)
+		*kept = set->kept;
+	return n;
+}
+
+int
+tls_ctxset_release_one(struct tls_ctxset *set)
+{
+	struct tls_ctxent *e;
+
+	while (set->released < set->nents) {
+		e = &set->ents[set->released++];
+		if (e->ctx != NULL) {
+			SSL_CTX_free(e->ctx);
+			e->ctx = NULL;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+void
+tls_ctxset_free(struct tls_ctxset *set)
+{
+	size_t i;
+
+	if (set == NULL)
+		return;
+	for (i = 0; i < set->nents; i++) {
+		SSL_CTX_free(set->ents[i].ctx);
+		free(set->ents[i].ca_file);
+		free(set->ents[i].ca_path);
+		free(set->ents[i].cause);
+	}
+	free(set->ents);
+	free(set->index);
+	free(set);
 }
 
 SSL *

@@ -223,3 +223,52 @@ def test_max_sessions_total(conftap, upstream_factory, pki):
         with SmtpClient(svcs["b"][0]) as second:
             data = second.read_until_close()
         assert data == b"421 4.3.2 smtptap: too many sessions (1)\r\n", data
+
+
+# Root reads any file: the capability that lets it is dropped for the one
+# command, so that open() fails with EACCES as it would for another user.
+NO_DAC = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+
+def make_unreadable(tmp_path, how):
+    """A config path that cannot be read, made HOW -> (path, the one error
+    smtptap must print for it)."""
+    path = tmp_path / (how + ".conf")
+    if how == "missing":
+        return path, "%s: No such file or directory" % path
+    if how == "dangling-symlink":
+        path.symlink_to(tmp_path / "nowhere.conf")
+        return path, "%s: No such file or directory" % path
+    if how == "directory":
+        path.mkdir()
+        return path, "%s: Is a directory" % path
+    if how == "under-a-file":
+        (tmp_path / "plain").write_text("listen = 127.0.0.1:0\n")
+        path = tmp_path / "plain" / "x.conf"
+        return path, "%s: Not a directory" % path
+    if how == "mode-000":
+        path.write_text("listen = 127.0.0.1:0\nupstream = mx.example\n")
+        path.chmod(0)
+        return path, "%s: Permission denied" % path
+    if how == "read-error":
+        # Opens, then read() fails: page 0 of a process is never mapped.
+        path.symlink_to("/proc/self/mem")
+        return path, "%s:1: read error: Input/output error" % path
+    raise ValueError(how)
+
+
+UNREADABLE = ["missing", "dangling-symlink", "directory", "under-a-file", "mode-000",
+              "read-error"]
+
+
+@pytest.mark.parametrize("check", [True, False], ids=["-t", "run"])
+@pytest.mark.parametrize("how", UNREADABLE)
+def test_unreadable_config_says_why(smtptap_bin, tmp_path, how, check):
+    """The reason is the one open() or read() gave, not a later errno (which
+    printed "Success"), and nothing else is reported about a file never read."""
+    path, error = make_unreadable(tmp_path, how)
+    p = subprocess.run(NO_DAC + [smtptap_bin, "-c", str(path)] + (["-t"] if check else []),
+                       capture_output=True, text=True, timeout=10,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == EX_CONFIG, (p.returncode, p.stderr)
+    assert p.stderr.splitlines() == [error, "%s: 1 error" % path], p.stderr
+    assert p.stdout == ""

@@ -1,10 +1,13 @@
-"""The daemon's life: reload under traffic, a bad reload, graceful stop,
+"""The daemon's life: reload under traffic, a bad reload, an unreadable
+config at reload, shared and re-read TLS contexts, graceful stop,
 session_timeout, running out of file descriptors, and systemd's readiness
 messages (issue 4, points 3-5)."""
 
 import os
+import pathlib
 import re
 import resource
+import shutil
 import signal
 import smtplib
 import socket
@@ -13,7 +16,8 @@ import time
 
 import pytest
 
-from helpers import SmtpClient, no_sanitizer, poll
+from helpers import ConfTap, SmtpClient, no_sanitizer, poll
+from test_config import NO_DAC, UNREADABLE
 
 
 def free_port():
@@ -317,3 +321,155 @@ def test_user_drops_root_after_binding(conftap, two_upstreams, pki, account):
     deliver(port, user, password, "as-nobody")
     up.wait_deliveries(1)
     assert subjects(up) == ["as-nobody"]
+
+
+def rejected_as_untrusted(port):
+    """A MUA's greeting is the 421 for an upstream certificate not trusted."""
+    with SmtpClient(port) as c:
+        data = c.read_until_close()
+    return data.startswith(b"421 4.7.0 smtptap: upstream certificate is not trusted")
+
+
+def test_reload_shares_contexts_and_rereads_an_edited_ca(conftap, upstream_factory,
+                                                         pki, account, tmp_path):
+    """Services with the same CA file share one context, which a reload keeps
+    while the file is unchanged; edited in place, the file is read again for
+    sessions that start after the reload, and a session that started before
+    it finishes with the CA it was verified against."""
+    user, password = account
+    good = upstream_factory("starttls", users={user: password})
+    other = upstream_factory("starttls", cert="untrusted", users={user: password})
+    trust = tmp_path / "trust.pem"
+    trust.write_bytes(open(pki.ca, "rb").read())
+    pa, pb, pc = free_port(), free_port(), free_port()
+    body = (service("a", pa, good.address, trust) + service("b", pb, good.address, trust)
+            + service("c", pc, other.address, trust))
+    tap = conftap(body)
+    tap.services(3)
+    deliver(pa, user, password, "a-before")
+    deliver(pb, user, password, "b-before")
+    assert rejected_as_untrusted(pc)
+
+    tap.proc.send_signal(signal.SIGHUP)
+    tap_note = poll(lambda: re.search(r"reloaded: 3 services, (.*?);", tap.transcript()),
+                    what="the first reload note")
+    assert tap_note.group(1) == "1 TLS context (1 kept, 0 loaded)", tap_note.group(0)
+    deliver(pa, user, password, "a-after-reload")
+    deliver(pb, user, password, "b-after-reload")
+
+    inflight = open_session(pa, user, password)
+    # The same inode, rewritten: only its size, mtime and ctime say so.
+    with open(trust, "r+b") as f:
+        f.truncate(0)
+        f.write(open(pki.other_ca, "rb").read())
+    tap.proc.send_signal(signal.SIGHUP)
+    poll(lambda: tap.transcript().count("reloaded:") == 2, what="the second reload note")
+    assert "reloaded: 3 services, 1 TLS context (0 kept, 1 loaded)" in tap.transcript()
+
+    # New sessions are verified against the new CA, by both kinds of service.
+    deliver(pc, user, password, "c-new-ca")
+    assert rejected_as_untrusted(pa)
+    assert rejected_as_untrusted(pb)
+    # The session verified before the reload finishes with its own settings.
+    inflight.sendmail(user, ["bob@example.net"],
+                      b"From: a@example.org\r\nSubject: inflight\r\n\r\nx\r\n")
+    inflight.quit()
+    good.wait_deliveries(5)
+    other.wait_deliveries(1)
+    assert subjects(good) == ["a-before", "b-before", "a-after-reload", "b-after-reload",
+                              "inflight"]
+    assert subjects(other) == ["c-new-ca"]
+    assert tap.proc.poll() is None
+
+
+class SubdirConfTap(ConfTap):
+    """smtptap -c DIR/tap.conf, started under PREFIX, so that the config's
+    directory can be replaced by a file; the transcript stays outside DIR."""
+
+    def __init__(self, binary, tmp_path, body, prefix):
+        self.dir = tmp_path / "confdir"
+        self.dir.mkdir()
+        self.log = str(tmp_path / "tap.transcript")
+        self.path = str(self.dir / "tap.conf")
+        self.err = str(tmp_path / "tap.stderr")
+        self.rewrite(body)
+        with open(self.err, "wb") as err:
+            self.proc = subprocess.Popen(prefix + [binary, "-c", self.path],
+                                         stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=err)
+
+
+def spoil(path, how):
+    """Make PATH, a config file in use, unreadable in the way HOW; returns
+    the one error smtptap must report."""
+    path = pathlib.Path(path)
+    if how == "missing":
+        path.unlink()
+        return "%s: No such file or directory" % path
+    if how == "dangling-symlink":
+        path.unlink()
+        path.symlink_to(path.parent / "nowhere.conf")
+        return "%s: No such file or directory" % path
+    if how == "directory":
+        path.unlink()
+        path.mkdir()
+        return "%s: Is a directory" % path
+    if how == "under-a-file":
+        shutil.rmtree(path.parent)
+        path.parent.write_text("not a directory\n")
+        return "%s: Not a directory" % path
+    if how == "mode-000":
+        path.chmod(0)
+        return "%s: Permission denied" % path
+    if how == "read-error":
+        path.unlink()
+        path.symlink_to("/proc/self/mem")
+        return "%s:1: read error: Input/output error" % path
+    raise ValueError(how)
+
+
+def unspoil(path):
+    path = pathlib.Path(path)
+    if path.parent.is_file():
+        path.parent.unlink()
+        path.parent.mkdir()
+    elif path.is_dir():
+        path.rmdir()
+    elif path.is_symlink():
+        path.unlink()
+    elif path.exists():
+        path.chmod(0o644)
+
+
+@pytest.mark.parametrize("how", UNREADABLE)
+def test_reload_of_an_unreadable_config_says_why(smtptap_bin, tmp_path, two_upstreams,
+                                                 pki, account, how):
+    """A reload that cannot read the file says why, in words, in the transcript
+    and on stderr; the running configuration keeps serving; a later reload of
+    a readable file works."""
+    user, password = account
+    old, new = two_upstreams
+    port = free_port()
+    tap = SubdirConfTap(smtptap_bin, tmp_path, service("relay", port, old.address, pki.ca),
+                        NO_DAC)
+    try:
+        tap.services(1)
+        error = spoil(tap.path, how)
+        tap.proc.send_signal(signal.SIGHUP)
+        line = poll(lambda: re.search(r"\* reload failed: (.*)$", tap.transcript(), re.M),
+                    what="the reload failure note")
+        assert line.group(1) == "%s; the current configuration stays" % error, line.group(0)
+        assert error in tap.stderr().splitlines(), tap.stderr()
+        assert "Success" not in tap.transcript() + tap.stderr()
+        deliver(port, user, password, "still-served")
+        old.wait_deliveries(1)
+
+        unspoil(tap.path)
+        tap.rewrite(service("relay", port, new.address, pki.ca))
+        tap.proc.send_signal(signal.SIGHUP)
+        poll(lambda: "reloaded:" in tap.transcript(), what="the reload note")
+        deliver(port, user, password, "after-fix")
+        new.wait_deliveries(1)
+        assert subjects(old) == ["still-served"] and subjects(new) == ["after-fix"]
+    finally:
+        tap.stop()

@@ -324,14 +324,28 @@ test_long_line(void **state)
 	conf_free(&c);
 }
 
+/* A path that is no readable file: one error, with open()'s own reason. */
+static void
+unreadable(const char *path, const char *reason)
+{
+	struct conf c;
+	char want[512];
+
+	snprintf(want, sizeof want, "%s: %s", path, reason);
+	if (conf_load(&c, path) != 1)
+		fail_msg("%s: expected one error, got %zu:\n%s", path, c.nerrors,
+		    all_errors(&c));
+	if (strcmp(c.errors[0], want) != 0)
+		fail_msg("got '%s', expected '%s'", c.errors[0], want);
+	conf_free(&c);
+}
+
 static void
 test_missing_file(void **state)
 {
-	struct conf c;
-
-	assert_int_equal(conf_load(&c, "/nonexistent/smtptap.conf"), 1);
-	assert_non_null(strstr(c.errors[0], "/nonexistent/smtptap.conf: "));
-	conf_free(&c);
+	unreadable("/nonexistent/smtptap.conf", "No such file or directory");
+	unreadable("/", "Is a directory");
+	unreadable("/dev/null/smtptap.conf", "Not a directory");
 }
 
 static void
