@@ -973,16 +973,21 @@ daemon_main(const struct options *cli)
 	    EV_READ | EV_PERSIST, daemon_loaded_cb, &d)) == NULL ||
 	    event_add(d.loaded_ev, NULL) != 0)
 		fatalx("cannot watch the configuration loader");
+	/*
+	 * Signals are caught before the first "listening on" line: whoever
+	 * waits for that line may send a SIGHUP at once, and its default
+	 * action would end the process. They are handled once the loop runs.
+	 */
+	d.grace = evtimer_new(d.base, daemon_grace_cb, &d);
+	d.sigint = daemon_signal(&d, SIGINT);
+	d.sigterm = daemon_signal(&d, SIGTERM);
+	d.sighup = daemon_signal(&d, SIGHUP);
+	d.sigusr1 = daemon_signal(&d, SIGUSR1);
 	if (daemon_bind(&d, d.gen, &cause) != 0 ||
 	    daemon_drop(g->user, &cause) != 0) {
 		status = 1;
 		goto out;
 	}
-	d.sigint = daemon_signal(&d, SIGINT);
-	d.sigterm = daemon_signal(&d, SIGTERM);
-	d.sighup = daemon_signal(&d, SIGHUP);
-	d.sigusr1 = daemon_signal(&d, SIGUSR1);
-	d.grace = evtimer_new(d.base, daemon_grace_cb, &d);
 
 	daemon_notify("READY=1");
 	daemon_status(&d);

@@ -473,3 +473,16 @@ def test_reload_of_an_unreadable_config_says_why(smtptap_bin, tmp_path, two_upst
         assert subjects(old) == ["still-served"] and subjects(new) == ["after-fix"]
     finally:
         tap.stop()
+
+
+def test_sighup_right_after_listening(tap_factory, upstream_factory, pki):
+    """A SIGHUP sent as soon as the "listening on" line is out reloads: the
+    handlers are in place before smtptap binds (a default SIGHUP would end it)."""
+    up = upstream_factory("starttls")
+    for i in range(10):
+        tap = tap_factory(up.address, "--ca-file", pki.ca, name="hup%d" % i)
+        tap.proc.send_signal(signal.SIGHUP)
+        poll(lambda: "reloaded:" in tap.transcript() or tap.proc.poll() is not None,
+             what="the reload note")
+        assert tap.proc.poll() is None, "smtptap ended on an early SIGHUP: %s" % (
+            tap.proc.returncode)
