@@ -2284,7 +2284,6 @@ test_auth_refusal_text_kept(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof t / sizeof t[0]; i++) {
-		s.n = 0;
 		adds(&s, SMTP_SERVER, "220 x\r\n");
 		adds(&s, SMTP_CLIENT, "AUTH PLAIN AGFsaWNlAHdyb25nLXBhc3N3b3Jk\r\n");
 		adds(&s, SMTP_SERVER, "535 5.7.139 Authentication unsuccessful, "
@@ -2303,6 +2302,7 @@ test_auth_refusal_text_kept(void **state)
 		assert_false(contains(txt, "ABC12", 0));
 		assert_int_equal(contains(txt, "bytes not shown]", 0), t[i].hidden);
 		free(txt);
+		script_free(&s);
 	}
 }
 
